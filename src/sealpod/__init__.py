@@ -1,0 +1,3 @@
+"""sealpod: process-based confidential containers."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,46 @@
+"""The ``sealpod`` typer app: global flags and the command groups."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from sealpod import __version__
+from sealpod.cli import demo, pull
+from sealpod.cli.common import configure_logging
+
+app = typer.Typer(
+    name="sealpod",
+    help="Confidential containers in a process enclave: pull, verify, decrypt and run OCI images.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"sealpod {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    debug: Annotated[bool, typer.Option("--debug", help="Verbose logs and full tracebacks on errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Confidential containers in a process enclave."""
+    configure_logging(debug)
+
+
+app.command("pull")(pull.pull)
+app.command("inspect")(pull.inspect)
+app.command("demo")(demo.demo)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,134 @@
+"""``sealpod pull`` and ``sealpod inspect``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from sealpod.cli.common import (
+    CaFile,
+    TlsVerify,
+    err_console,
+    out_console,
+    progress_events,
+    registry_options,
+    run,
+)
+from sealpod.oci.models import Platform
+from sealpod.oci.platform import host_platform, parse_platform
+from sealpod.oci.pull import pull as pull_image
+from sealpod.oci.source import ResolvedImage, open_store, parse_location, resolve
+from sealpod.oci.unpack import UnpackOptions
+
+PlatformOption = Annotated[
+    str | None,
+    typer.Option("--platform", help="OS/ARCH[/VARIANT] to pick from a multi-platform image [default: this machine's]"),
+]
+
+
+def _platform(text: str | None) -> Platform:
+    return parse_platform(text) if text else host_platform()
+
+
+def pull(
+    image: Annotated[str, typer.Argument(help="docker://REF, a bare REF (alpine:3.20) or oci:DIR[:TAG]")],
+    rootfs: Annotated[Path, typer.Option("--rootfs", help="Directory to unpack into (new or empty).")],
+    platform: PlatformOption = None,
+    tls_verify: TlsVerify = True,
+    ca_file: CaFile = None,
+    allow_devices: Annotated[bool, typer.Option(help="Create device nodes from the layers (root only).")] = False,
+) -> None:
+    """Pull IMAGE and unpack it into --rootfs: every blob is verified and nothing is kept unless all are."""
+
+    def action() -> None:
+        store = open_store(parse_location(image), registry_options(tls_verify, ca_file))
+        try:
+            with progress_events() as events:
+                result = pull_image(
+                    store,
+                    rootfs,
+                    _platform(platform),
+                    options=UnpackOptions(allow_devices=allow_devices),
+                    events=events,
+                )
+        finally:
+            store.close()
+        for item in result.skipped:
+            err_console.print(f"[yellow]skipped:[/] {item}")
+        entries = sum(layer.entries for layer in result.layers)
+        err_console.print(
+            f"unpacked {store.describe()} ({result.image.manifest_digest}): {len(result.layers)} layers, "
+            f"{entries} entries into {result.rootfs}"
+        )
+        out_console.print(result.image.manifest_digest)
+
+    run(action)
+
+
+def _summary(store_name: str, image: ResolvedImage) -> dict[str, Any]:
+    config = image.config.config
+    return {
+        "name": store_name,
+        "digest": image.manifest_digest,
+        "index_digest": image.index_digest,
+        "media_type": image.media_type,
+        "platform": str(image.config.platform),
+        "created": image.config.created,
+        "layers": [layer.to_json_dict() for layer in image.manifest.layers],
+        "diff_ids": image.config.rootfs.diff_ids,
+        "entrypoint": config.entrypoint if config else None,
+        "cmd": config.cmd if config else None,
+        "env": config.env if config else None,
+        "user": config.user if config else None,
+        "working_dir": config.working_dir if config else None,
+        "labels": config.labels if config else None,
+        "platforms": [str(d.platform) for d in image.index.manifests if d.platform] if image.index else None,
+    }
+
+
+def inspect(
+    image: Annotated[str, typer.Argument(help="docker://REF, a bare REF or oci:DIR[:TAG]")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    raw: Annotated[bool, typer.Option("--raw", help="Print the manifest exactly as stored.")] = False,
+    platform: PlatformOption = None,
+    tls_verify: TlsVerify = True,
+    ca_file: CaFile = None,
+) -> None:
+    """Show an image's digest, platform, layers and run configuration without pulling its layers."""
+
+    def action() -> None:
+        store = open_store(parse_location(image), registry_options(tls_verify, ca_file))
+        try:
+            resolved = resolve(store, _platform(platform))
+        finally:
+            store.close()
+        if raw:
+            typer.echo(resolved.manifest_raw.decode())
+            return
+        summary = _summary(store.describe(), resolved)
+        if as_json:
+            typer.echo(json.dumps(summary, indent=2))
+            return
+        for key in (
+            "name",
+            "digest",
+            "index_digest",
+            "media_type",
+            "platform",
+            "created",
+            "entrypoint",
+            "cmd",
+            "user",
+            "working_dir",
+            "env",
+        ):
+            if summary[key] is not None:
+                out_console.print(f"[bold]{key:12}[/] {summary[key]}")
+        out_console.print(f"[bold]{'layers':12}[/]")
+        for layer in resolved.manifest.layers:
+            out_console.print(f"  {layer.digest}  {layer.size:>12,}  {layer.media_type}")
+
+    run(action)

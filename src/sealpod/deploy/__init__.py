@@ -1,0 +1,1 @@
+"""Package data: the sample application, Kubernetes manifests and example configs."""

@@ -1,0 +1,99 @@
+"""A throwaway local ``docker-registry`` (the distribution project's server) on 127.0.0.1.
+
+Used by the demo when the registry is installed, and by tests and benchmarks. Storage lives in a directory the
+caller owns; :meth:`LocalRegistry.stop` ends the process.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+from sealpod.errors import SealpodError
+
+BINARY = "docker-registry"
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 at the time of asking."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def available() -> bool:
+    """Whether the registry binary is installed."""
+    return shutil.which(BINARY) is not None
+
+
+class LocalRegistry:
+    """A registry process serving plain HTTP on 127.0.0.1, optionally with htpasswd (bcrypt) auth."""
+
+    def __init__(self, storage: Path, *, htpasswd: Path | None = None) -> None:
+        self.storage = storage
+        self.htpasswd = htpasswd
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def host(self) -> str:
+        """``127.0.0.1:PORT``."""
+        return f"127.0.0.1:{self.port}"
+
+    def _config(self) -> str:
+        auth = ""
+        if self.htpasswd:
+            auth = f"auth:\n  htpasswd:\n    realm: sealpod-test\n    path: {self.htpasswd}\n"
+        return (
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {self.storage / 'data'}\n  delete:\n    enabled: true\n"
+            f"http:\n  addr: 127.0.0.1:{self.port}\n{auth}"
+        )
+
+    def start(self, timeout: float = 20.0) -> LocalRegistry:
+        """Start the process and wait until ``/v2/`` answers."""
+        binary = shutil.which(BINARY)
+        if binary is None:
+            raise SealpodError(f"{BINARY} is not installed", hint="apt-get install docker-registry")
+        self.storage.mkdir(parents=True, exist_ok=True)
+        config = self.storage / "config.yml"
+        config.write_text(self._config())
+        log = (self.storage / "registry.log").open("wb")
+        self.process = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SealpodError(
+                    f"{BINARY} exited with {self.process.returncode}: "
+                    f"{(self.storage / 'registry.log').read_text(errors='replace')[-500:]}"
+                )
+            try:
+                httpx.get(f"http://{self.host}/v2/", timeout=1.0)
+                return self
+            except httpx.TransportError:
+                time.sleep(0.05)
+        self.stop()
+        raise SealpodError(f"{BINARY} did not answer on {self.host} within {timeout} s")
+
+    def stop(self) -> None:
+        """Stop the process."""
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def __enter__(self) -> LocalRegistry:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,152 @@
+"""Pulling an image into a root filesystem: one streaming pass per layer, committed only when all is verified.
+
+Per layer, a worker thread downloads the blob (its digest and size checked as it streams), inflates it and
+hashes the result (the diff_id), while the caller's thread extracts the tar into a private staging directory
+next to the target. Only when every layer's blob digest and diff_id have matched is the staging directory renamed
+into place; on any error it is removed, so the target is either the whole image or untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sealpod.errors import DigestMismatchError, UnpackError
+from sealpod.oci.chunks import ChunkReader
+from sealpod.oci.decompress import decompressed
+from sealpod.oci.models import Descriptor, Platform
+from sealpod.oci.pipeline import in_thread
+from sealpod.oci.source import ImageStore, ResolvedImage, resolve
+from sealpod.oci.unpack import LayerStats, RootfsWriter, UnpackOptions
+
+#: A layer's compressed bytes may be transformed before inflating (ocicrypt decryption plugs in here).
+BlobTransform = Callable[[Descriptor, Iterator[bytes]], Iterator[bytes]]
+
+
+class PullEvents:
+    """Callbacks for progress; the default does nothing."""
+
+    def resolved(self, image: ResolvedImage) -> None:
+        """The manifest and config are known."""
+
+    def layer_started(self, index: int, descriptor: Descriptor) -> None:
+        """Layer ``index`` begins."""
+
+    def layer_progress(self, index: int, nbytes: int) -> None:
+        """``nbytes`` more compressed bytes of layer ``index`` have arrived."""
+
+    def layer_done(self, index: int, stats: LayerStats) -> None:
+        """Layer ``index`` is applied (still in staging)."""
+
+
+@dataclass(slots=True)
+class PullResult:
+    """What a pull produced."""
+
+    image: ResolvedImage
+    rootfs: Path
+    layers: list[LayerStats] = field(default_factory=list)
+
+    @property
+    def skipped(self) -> list[str]:
+        """Entries that were deliberately not created (device nodes without permission)."""
+        return [item for stats in self.layers for item in stats.skipped]
+
+
+def _layer_content(
+    store: ImageStore,
+    descriptor: Descriptor,
+    diff_id: str,
+    on_bytes: Callable[[int], None],
+    transform: BlobTransform | None,
+) -> Iterator[bytes]:
+    blob = store.blob_stream(descriptor, progress=on_bytes)
+    if transform is not None:
+        blob = transform(descriptor, blob)
+    algorithm = diff_id.split(":", 1)[0]
+    hasher = hashlib.new(algorithm)
+    for chunk in decompressed(blob):
+        hasher.update(chunk)
+        yield chunk
+    got = f"{algorithm}:{hasher.hexdigest()}"
+    if got != diff_id:
+        raise DigestMismatchError(
+            f"layer {descriptor.digest} unpacks to {got}, but the image config says its diff_id is {diff_id}",
+            hint="the layer or the config was altered; nothing from this image has been committed",
+        )
+
+
+def _prepare_target(target: Path) -> None:
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        raise UnpackError(f"{target} exists and is not a directory")
+    if target.is_dir() and any(target.iterdir()):
+        raise UnpackError(
+            f"{target} exists and is not empty",
+            hint="pull into a new or empty directory (sealpod never merges an image into existing files)",
+        )
+
+
+def unpack_image(
+    store: ImageStore,
+    image: ResolvedImage,
+    target: Path,
+    *,
+    options: UnpackOptions | None = None,
+    events: PullEvents | None = None,
+    transform: BlobTransform | None = None,
+) -> PullResult:
+    """Unpack a resolved image's layers into ``target`` (new or empty), atomically."""
+    events = events or PullEvents()
+    target = target.absolute()
+    _prepare_target(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    result = PullResult(image, target)
+    try:
+        os.chmod(staging, 0o755)  # noqa: S103 - a rootfs's / is world-readable
+        writer = RootfsWriter(str(staging), options)
+        for index, (descriptor, diff_id) in enumerate(
+            zip(image.manifest.layers, image.config.rootfs.diff_ids, strict=True)
+        ):
+            events.layer_started(index, descriptor)
+
+            def make(d: Descriptor = descriptor, i: int = index, want: str = diff_id) -> Iterator[bytes]:
+                return _layer_content(store, d, want, lambda n: events.layer_progress(i, n), transform)
+
+            content = in_thread(make)
+            try:
+                reader = ChunkReader(content)
+                stats = writer.apply(reader)
+                reader.drain()
+            finally:
+                content.close()  # type: ignore[attr-defined]
+            result.layers.append(stats)
+            events.layer_done(index, stats)
+        writer.finish()
+        if target.is_dir():
+            target.rmdir()
+        os.rename(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return result
+
+
+def pull(
+    store: ImageStore,
+    target: Path,
+    platform: Platform,
+    *,
+    options: UnpackOptions | None = None,
+    events: PullEvents | None = None,
+    transform: BlobTransform | None = None,
+) -> PullResult:
+    """Resolve the store's image for ``platform`` and unpack it into ``target``."""
+    image = resolve(store, platform)
+    (events or PullEvents()).resolved(image)
+    return unpack_image(store, image, target, options=options, events=events, transform=transform)
