@@ -141,13 +141,12 @@ class TarStream:
         return data
 
     def _header(self) -> bytes | None:
+        """The next header block, or None at the end of the archive."""
         try:
             block = self.reader.read_block_or_eof(BLOCK)
         except TruncatedError:
             raise _refuse("the stream ends inside a header", self.reader.position) from None
-        if block is None:
-            raise _refuse("the stream ends without the end-of-archive marker", self.reader.position)
-        if block == bytes(BLOCK):
+        if block is None or block == bytes(BLOCK):  # a clean end without the marker is accepted, as Go's tar does
             return None
         return block
 

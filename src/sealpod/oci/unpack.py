@@ -27,7 +27,7 @@ WHITEOUT_PREFIX = ".wh."
 OPAQUE_WHITEOUT = ".wh..wh..opq"
 MAX_SYMLINK_HOPS = 255
 _O_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-_XATTR_NAMESPACES = ("user.", "trusted.", "security.")
+_XATTR_NAMESPACES = ("user.", "trusted.", "security.", "system.posix_acl_access", "system.posix_acl_default")
 
 
 @dataclass(slots=True)
@@ -277,7 +277,7 @@ class RootfsWriter:
     def _setxattr(self, target: str | int, name: str, value: bytes, entry: ts.TarEntry) -> None:
         if not name.startswith(_XATTR_NAMESPACES):
             raise UnsafeLayerError(
-                f"{entry.name!r} carries xattr {name!r} outside the user/trusted/security namespaces"
+                f"{entry.name!r} carries xattr {name!r} outside the user, trusted, security and ACL namespaces"
             )
         try:
             if isinstance(target, int):
