@@ -117,6 +117,7 @@ def test_sealpod_unpacks_what_umoci_unpacks(
     # and what the layers meant really happened
     assert ours["etc/config"][4] == b"v3 recreated after the whiteout\n"
     assert sorted(k for k in ours if k.startswith("opaque/")) == ["opaque/sub", "opaque/sub/again", "opaque/upper"]
-    assert "gone" not in ours and ours["recreated"][0] == "dir"
+    assert "gone" not in ours
+    assert ours["recreated"][0] == "dir"
     assert ours["usr/share/doc/readme"][5] == 2  # hardlinked
     assert os.getxattr(tmp_path / "rootfs/xattr-file", "user.comment") == b"hello"
