@@ -31,19 +31,31 @@ class State:
     debug = False
 
 
+_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def parse_bool(value: str) -> bool:
+    """``true``/``false`` (also 1/0, yes/no), as skopeo's ``--tls-verify=false``."""
+    try:
+        return _BOOLS[value.lower()]
+    except KeyError:
+        raise typer.BadParameter(f"{value!r} is not true or false") from None
+
+
 TlsVerify = Annotated[
-    bool,
+    str,
     typer.Option(
-        "--tls-verify/--no-tls-verify",
-        help="Require HTTPS with a verified certificate; --tls-verify=false also allows plain HTTP (as skopeo).",
+        "--tls-verify",
+        metavar="true|false",
+        help="Require HTTPS with a verified certificate. --tls-verify=false also allows plain HTTP (as skopeo).",
     ),
 ]
 CaFile = Annotated[str | None, typer.Option("--ca-file", help="PEM file of CA certificates for the registry.")]
 
 
-def registry_options(tls_verify: bool, ca_file: str | None) -> RegistryOptions:
+def registry_options(tls_verify: str, ca_file: str | None) -> RegistryOptions:
     """The CLI's registry flags as library options."""
-    return RegistryOptions(tls_verify=tls_verify, ca_file=ca_file)
+    return RegistryOptions(tls_verify=parse_bool(tls_verify), ca_file=ca_file)
 
 
 def run(action: Callable[[], T]) -> T:

@@ -37,7 +37,7 @@ def pull(
     image: Annotated[str, typer.Argument(help="docker://REF, a bare REF (alpine:3.20) or oci:DIR[:TAG]")],
     rootfs: Annotated[Path, typer.Option("--rootfs", help="Directory to unpack into (new or empty).")],
     platform: PlatformOption = None,
-    tls_verify: TlsVerify = True,
+    tls_verify: TlsVerify = "true",
     ca_file: CaFile = None,
     allow_devices: Annotated[bool, typer.Option(help="Create device nodes from the layers (root only).")] = False,
 ) -> None:
@@ -94,7 +94,7 @@ def inspect(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     raw: Annotated[bool, typer.Option("--raw", help="Print the manifest exactly as stored.")] = False,
     platform: PlatformOption = None,
-    tls_verify: TlsVerify = True,
+    tls_verify: TlsVerify = "true",
     ca_file: CaFile = None,
 ) -> None:
     """Show an image's digest, platform, layers and run configuration without pulling its layers."""

@@ -48,9 +48,10 @@ class _GzipHashingSink:
 
 @dataclass
 class LayerSpec:
-    """One layer: files from ``source`` (a directory), or prepared ``tar`` members with their content."""
+    """One layer: the tree under ``source``, host ``files`` as (path, name in the layer), and prepared members."""
 
     source: Path | None = None
+    files: list[tuple[Path, str]] = field(default_factory=list)
     members: list[tuple[tarfile.TarInfo, bytes | None]] = field(default_factory=list)
 
 
@@ -71,6 +72,8 @@ def write_layer(layout: OciLayout, spec: LayerSpec) -> tuple[Descriptor, str]:
         with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
             if spec.source is not None:
                 _add_tree(tar, spec.source)
+            for path, arcname in spec.files:
+                tar.add(path, arcname=arcname, recursive=False)
             for info, content in spec.members:
                 tar.addfile(info, None if content is None else io.BytesIO(content))
         sink.close()
