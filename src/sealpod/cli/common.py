@@ -11,6 +11,7 @@ from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
 
 from sealpod.errors import SealpodError
@@ -21,8 +22,8 @@ from sealpod.oci.unpack import LayerStats
 
 T = TypeVar("T")
 
-err_console = Console(stderr=True, highlight=False)
-out_console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+out_console = Console(highlight=False, soft_wrap=True)
 
 
 class State:
@@ -65,9 +66,9 @@ def run(action: Callable[[], T]) -> T:
     except SealpodError as err:
         if State.debug:
             traceback.print_exc()
-        err_console.print(f"[bold red]error:[/] {err}", soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(err))}")
         if err.hint:
-            err_console.print(f"[yellow]hint:[/] {err.hint}", soft_wrap=True)
+            err_console.print(f"[yellow]hint:[/] {escape(err.hint)}")
         raise typer.Exit(err.exit_code) from None
     except KeyboardInterrupt:
         err_console.print("interrupted")
@@ -75,8 +76,8 @@ def run(action: Callable[[], T]) -> T:
     except OSError as err:
         if State.debug:
             traceback.print_exc()
-        err_console.print(f"[bold red]error:[/] {err}", soft_wrap=True)
-        err_console.print("[yellow]hint:[/] run with --debug for the full traceback", soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(err))}")
+        err_console.print("[yellow]hint:[/] run with --debug for the full traceback")
         raise typer.Exit(1) from None
 
 

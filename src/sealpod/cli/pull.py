@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from sealpod.cli.common import (
     CaFile,
@@ -57,11 +58,13 @@ def pull(
         finally:
             store.close()
         for item in result.skipped:
-            err_console.print(f"[yellow]skipped:[/] {item}")
+            err_console.print(f"[yellow]skipped:[/] {escape(item)}")
         entries = sum(layer.entries for layer in result.layers)
         err_console.print(
-            f"unpacked {store.describe()} ({result.image.manifest_digest}): {len(result.layers)} layers, "
-            f"{entries} entries into {result.rootfs}"
+            escape(
+                f"unpacked {store.describe()} ({result.image.manifest_digest}): {len(result.layers)} layers, "
+                f"{entries} entries into {result.rootfs}"
+            )
         )
         out_console.print(result.image.manifest_digest)
 
@@ -126,7 +129,7 @@ def inspect(
             "env",
         ):
             if summary[key] is not None:
-                out_console.print(f"[bold]{key:12}[/] {summary[key]}")
+                out_console.print(f"[bold]{key:12}[/] {escape(str(summary[key]))}")
         out_console.print(f"[bold]{'layers':12}[/]")
         for layer in resolved.manifest.layers:
             out_console.print(f"  {layer.digest}  {layer.size:>12,}  {layer.media_type}")

@@ -5,17 +5,20 @@ Output comes in bounded chunks whatever the compression ratio, so a decompressio
 
 from __future__ import annotations
 
+import types
 import zlib
 from collections.abc import Iterator
 
 import zstandard
 
+from sealpod.errors import UnsafeLayerError
+
+_inflate: types.ModuleType
 try:  # ISA-L inflates gzip 2-3x faster than zlib, with the same API
     from isal import isal_zlib as _inflate
 except ImportError:  # pragma: no cover - isal is a dependency; zlib is the fallback on exotic platforms
-    _inflate = zlib  # type: ignore[no-redef]
-
-from sealpod.errors import UnsafeLayerError
+    _inflate = zlib
+_INFLATE_ERRORS: tuple[type[Exception], ...] = (zlib.error, _inflate.error)
 
 OUT_CHUNK = 1024 * 1024
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -79,7 +82,7 @@ def _gunzip(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
             yield tail
         if not decoder.eof:
             raise UnsafeLayerError("gzip layer is truncated")
-    except (zlib.error, _inflate.error) as err:
+    except _INFLATE_ERRORS as err:
         raise UnsafeLayerError(f"gzip layer is corrupt: {err}") from None
 
 

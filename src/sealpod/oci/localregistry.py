@@ -32,11 +32,21 @@ def available() -> bool:
 
 
 class LocalRegistry:
-    """A registry process serving plain HTTP on 127.0.0.1, optionally with htpasswd (bcrypt) auth."""
+    """A registry process on 127.0.0.1: plain HTTP, or HTTPS with ``tls=(cert, key)``; anonymous, htpasswd (bcrypt)
+    auth, or any other ``auth:`` section given as indented YAML (token auth, for instance)."""
 
-    def __init__(self, storage: Path, *, htpasswd: Path | None = None) -> None:
+    def __init__(
+        self,
+        storage: Path,
+        *,
+        htpasswd: Path | None = None,
+        auth_yaml: str | None = None,
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
         self.storage = storage
+        self.tls = tls
         self.htpasswd = htpasswd
+        self.auth_yaml = auth_yaml
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -46,13 +56,14 @@ class LocalRegistry:
         return f"127.0.0.1:{self.port}"
 
     def _config(self) -> str:
-        auth = ""
+        tls = f"  tls:\n    certificate: {self.tls[0]}\n    key: {self.tls[1]}\n" if self.tls else ""
+        auth = f"auth:\n{self.auth_yaml}" if self.auth_yaml else ""
         if self.htpasswd:
             auth = f"auth:\n  htpasswd:\n    realm: sealpod-test\n    path: {self.htpasswd}\n"
         return (
             "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
             f"storage:\n  filesystem:\n    rootdirectory: {self.storage / 'data'}\n  delete:\n    enabled: true\n"
-            f"http:\n  addr: 127.0.0.1:{self.port}\n{auth}"
+            f"http:\n  addr: 127.0.0.1:{self.port}\n{tls}{auth}"
         )
 
     def start(self, timeout: float = 20.0) -> LocalRegistry:
@@ -74,7 +85,8 @@ class LocalRegistry:
                     f"{(self.storage / 'registry.log').read_text(errors='replace')[-500:]}"
                 )
             try:
-                httpx.get(f"http://{self.host}/v2/", timeout=1.0)
+                scheme = "https" if self.tls else "http"
+                httpx.get(f"{scheme}://{self.host}/v2/", timeout=1.0, verify=False)  # noqa: S501 - readiness only
                 return self
             except httpx.TransportError:
                 time.sleep(0.05)

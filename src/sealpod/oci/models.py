@@ -203,15 +203,15 @@ def parse_manifest_or_index(raw: bytes, media_type: str | None, what: str = "man
             f"{what} declares mediaType {declared!r} but was served as {media_type!r}",
             hint="a registry or layout that mixes these up cannot be trusted to serve the right content",
         )
-    if kind in mt.INDEX_TYPES or (kind is None and "manifests" in data):
-        return parse_model(Index, data, what.replace("manifest", "index"))
-    if kind in mt.MANIFEST_TYPES or (kind is None and "layers" in data):
-        return parse_model(Manifest, data, what)
     if kind == mt.DOCKER_MANIFEST_V1_SIGNED or data.get("schemaVersion") == 1:
         raise ManifestError(
             f"{what} is a Docker schema 1 manifest, which is deprecated and not supported",
             hint="re-push the image with a current tool (skopeo copy, docker push) to get a schema 2 manifest",
         )
+    if kind in mt.INDEX_TYPES or (kind is None and "manifests" in data):
+        return parse_model(Index, data, what.replace("manifest", "index"))
+    if kind in mt.MANIFEST_TYPES or (kind is None and "layers" in data):
+        return parse_model(Manifest, data, what)
     raise ManifestError(f"{what} has unsupported media type {kind!r}")
 
 

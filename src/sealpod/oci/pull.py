@@ -12,11 +12,12 @@ import hashlib
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sealpod.errors import DigestMismatchError, UnpackError
+from sealpod.errors import DigestMismatchError, UnpackError, UnsafeLayerError
 from sealpod.oci.chunks import ChunkReader
 from sealpod.oci.decompress import decompressed
 from sealpod.oci.models import Descriptor, Platform
@@ -64,15 +65,29 @@ def _layer_content(
     diff_id: str,
     on_bytes: Callable[[int], None],
     transform: BlobTransform | None,
+    verify_only: threading.Event,
 ) -> Iterator[bytes]:
+    """Inflated layer content, diff_id checked at the end. When ``verify_only`` is set (the consumer refused the
+    content), the rest of the blob is read without inflating, only so that its digest check can run."""
     blob = store.blob_stream(descriptor, progress=on_bytes)
     if transform is not None:
         blob = transform(descriptor, blob)
     algorithm = diff_id.split(":", 1)[0]
     hasher = hashlib.new(algorithm)
-    for chunk in decompressed(blob):
-        hasher.update(chunk)
-        yield chunk
+    try:
+        for chunk in decompressed(blob):
+            if verify_only.is_set():
+                break
+            hasher.update(chunk)
+            yield chunk
+    except UnsafeLayerError:
+        for _ in blob:  # a corrupt stream is most often a tampered blob: let the digest check say so
+            pass
+        raise
+    if verify_only.is_set():
+        for _ in blob:
+            pass
+        return
     got = f"{algorithm}:{hasher.hexdigest()}"
     if got != diff_id:
         raise DigestMismatchError(
@@ -115,13 +130,23 @@ def unpack_image(
         ):
             events.layer_started(index, descriptor)
 
-            def make(d: Descriptor = descriptor, i: int = index, want: str = diff_id) -> Iterator[bytes]:
-                return _layer_content(store, d, want, lambda n: events.layer_progress(i, n), transform)
+            verify_only = threading.Event()
+
+            def make(
+                d: Descriptor = descriptor, i: int = index, want: str = diff_id, stop: threading.Event = verify_only
+            ) -> Iterator[bytes]:
+                progress = lambda n: events.layer_progress(i, n)  # noqa: E731
+                return _layer_content(store, d, want, progress, transform, stop)
 
             content = in_thread(make)
             try:
                 reader = ChunkReader(content)
-                stats = writer.apply(reader)
+                try:
+                    stats = writer.apply(reader)
+                except UnsafeLayerError:
+                    verify_only.set()  # if the blob itself was altered, report that rather than its symptom
+                    reader.drain()
+                    raise
                 reader.drain()
             finally:
                 content.close()  # type: ignore[attr-defined]
