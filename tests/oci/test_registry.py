@@ -38,6 +38,10 @@ def _auth_json(path: Path, host: str, user: str = REGISTRY_USER, password: str =
     return path
 
 
+def _skopeo_push(src: Path, destination: str, *extra: str) -> None:
+    run_tool(need("skopeo"), "copy", "--dest-tls-verify=false", *extra, f"oci:{src}:v1", f"docker://{destination}")
+
+
 def _store(ref: str) -> RegistryStore:
     return RegistryStore(parse_reference(ref), RegistryOptions(tls_verify=False))
 
@@ -88,14 +92,7 @@ def test_basic_auth_from_each_credentials_file(
     where: str, auth_registry: LocalRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     src = _layout_image(tmp_path)
-    run_tool(
-        need("skopeo"),
-        "copy",
-        "--dest-tls-verify=false",
-        f"--dest-creds={REGISTRY_USER}:{REGISTRY_PASSWORD}",
-        f"oci:{src}:v1",
-        f"docker://{auth_registry.host}/private/app:v1",
-    )
+    _skopeo_push(src, f"{auth_registry.host}/private/app:v1", f"--dest-creds={REGISTRY_USER}:{REGISTRY_PASSWORD}")
     if where == "REGISTRY_AUTH_FILE":
         monkeypatch.setenv("REGISTRY_AUTH_FILE", str(_auth_json(tmp_path / "explicit.json", auth_registry.host)))
     elif where == "XDG_RUNTIME_DIR":
@@ -131,14 +128,7 @@ def test_bearer_token_auth(
 ) -> None:
     server, service = token_registry
     src = _layout_image(tmp_path)
-    run_tool(
-        need("skopeo"),
-        "copy",
-        "--dest-tls-verify=false",
-        f"--dest-creds={REGISTRY_USER}:{REGISTRY_PASSWORD}",
-        f"oci:{src}:v1",
-        f"docker://{server.host}/team/app:v1",
-    )
+    _skopeo_push(src, f"{server.host}/team/app:v1", f"--dest-creds={REGISTRY_USER}:{REGISTRY_PASSWORD}")
     with pytest.raises(AuthError, match="refused anonymous access"):
         resolve(_store(f"{server.host}/team/app:v1"), AMD64)
     monkeypatch.setenv("REGISTRY_AUTH_FILE", str(_auth_json(tmp_path / "a.json", server.host)))
@@ -152,9 +142,7 @@ def test_bearer_token_auth(
 
 def test_retries_transient_errors(registry: LocalRegistry, tmp_path: Path) -> None:
     src = _layout_image(tmp_path)
-    run_tool(
-        need("skopeo"), "copy", "--dest-tls-verify=false", f"oci:{src}:v1", f"docker://{registry.host}/flaky/app:v1"
-    )
+    _skopeo_push(src, f"{registry.host}/flaky/app:v1")
     with flaky_proxy(registry.host, failures=3) as (host, answered):
         pull(_store(f"{host}/flaky/app:v1"), tmp_path / "rootfs", AMD64)
         assert answered[:3] == [503, 503, 503]
@@ -171,7 +159,7 @@ def test_tampered_blob_in_registry_storage_is_refused(registry: LocalRegistry, t
     """One byte changed in a stored layer: refused by digest before the rootfs is committed."""
     src = _layout_image(tmp_path)
     ref = f"{registry.host}/tamper/app:v1"
-    run_tool(need("skopeo"), "copy", "--dest-tls-verify=false", f"oci:{src}:v1", f"docker://{ref}")
+    _skopeo_push(src, ref)
     image = resolve(_store(ref), AMD64)
     layer = image.manifest.layers[1]
     hexpart = layer.digest.split(":")[1]
@@ -195,14 +183,7 @@ def test_https_with_a_ca_file(tmp_path: Path) -> None:
     ca, cert, key = make_tls_pair(tmp_path)
     with LocalRegistry(tmp_path / "tls-registry", tls=(cert, key)) as server:
         src = _layout_image(tmp_path)
-        run_tool(
-            need("skopeo"),
-            "copy",
-            f"--dest-cert-dir={tmp_path / 'certs'}",
-            "--dest-tls-verify=false",
-            f"oci:{src}:v1",
-            f"docker://{server.host}/secure/app:v1",
-        )
+        _skopeo_push(src, f"{server.host}/secure/app:v1")
         ref = parse_reference(f"{server.host}/secure/app:v1")
         with pytest.raises(RegistryError, match="cannot reach https") as err:
             resolve(RegistryStore(ref, RegistryOptions()), AMD64)
