@@ -193,3 +193,20 @@ def test_https_with_a_ca_file(tmp_path: Path) -> None:
         assert (tmp_path / "rootfs/app/hello.txt").exists()
         image = resolve(RegistryStore(ref, RegistryOptions(tls_verify=False)), AMD64)
         assert image.manifest.layers
+
+
+def test_manifest_altered_in_registry_storage_is_refused(registry: LocalRegistry, tmp_path: Path) -> None:
+    src = _layout_image(tmp_path)
+    ref = f"{registry.host}/tamper/manifest:v1"
+    _skopeo_push(src, ref)
+    image = resolve(_store(ref), AMD64)
+    hexpart = image.manifest_digest.split(":")[1]
+    data = registry.storage / "data/docker/registry/v2/blobs/sha256" / hexpart[:2] / hexpart / "data"
+    original = data.read_bytes()
+    data.write_bytes(original + b" ")  # still valid JSON, another digest
+    try:
+        for selector in (f"{ref}", f"{registry.host}/tamper/manifest@{image.manifest_digest}"):
+            with pytest.raises(DigestMismatchError, match="digest"):
+                resolve(_store(selector), AMD64)
+    finally:
+        data.write_bytes(original)

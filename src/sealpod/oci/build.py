@@ -11,7 +11,6 @@ import json
 import os
 import tarfile
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -115,10 +114,3 @@ def build_image(
     manifest_desc = layout.put_bytes(json.dumps(manifest).encode(), mt.OCI_MANIFEST)
     layout.tag(manifest_desc, tag)
     return manifest_desc
-
-
-def iter_file(path: Path, chunk: int = 1024 * 1024) -> Iterator[bytes]:
-    """A file's bytes in chunks."""
-    with path.open("rb") as handle:
-        while data := handle.read(chunk):
-            yield data

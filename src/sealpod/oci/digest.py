@@ -68,11 +68,3 @@ class Verifier:
                 f"{self.what} digest mismatch: expected {self.expected}, got {got}",
                 hint="the content was altered in transit or at rest; it has not been used",
             )
-
-
-def verify_bytes(data: bytes, expected: str, size: int | None = None, *, what: str = "blob") -> bytes:
-    """Check ``data`` against ``expected`` (and ``size``) and return it."""
-    verifier = Verifier(expected, size, what=what)
-    verifier.update(data)
-    verifier.verify()
-    return data

@@ -8,6 +8,7 @@ pass; pushes of blobs (monolithic or chunked) and manifests.
 
 from __future__ import annotations
 
+import base64
 import logging
 import random
 import ssl
@@ -135,7 +136,8 @@ class RegistryClient:
             return {"Authorization": f"Bearer {token}"}
         basic = self._basic.get(scope)
         if basic:
-            return {"Authorization": httpx.BasicAuth(basic.username, basic.password)._auth_header}
+            pair = base64.b64encode(f"{basic.username}:{basic.password}".encode()).decode()
+            return {"Authorization": f"Basic {pair}"}
         return {}
 
     def _authenticate(self, challenge: Challenge, scope: str, repository: str) -> None:
@@ -234,12 +236,6 @@ class RegistryClient:
         raise RegistryError(f"{what}: registry answered {status} ({detail})", status=status)
 
     # -- reading ---------------------------------------------------------------------------------------------
-
-    def ping(self) -> None:
-        """Check that ``/v2/`` answers (authenticating if it asks)."""
-        response = self._send("GET", f"{self._base()}/v2/", "", "registry:catalog:*")
-        if response.status_code != 404:
-            self._check(response, f"registry {self.host}")
 
     def get_manifest(self, repository: str, selector: str, accept: str = mt.MANIFEST_ACCEPT) -> FetchedManifest:
         """A manifest or index by tag or digest; its digest is checked (against the selector or the header)."""

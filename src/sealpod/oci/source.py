@@ -220,10 +220,9 @@ def resolve(store: ImageStore, platform: Platform) -> ResolvedImage:
         raise ManifestError(f"{store.describe()}: indexes nested more than {MAX_INDEX_DEPTH} deep")
     config_raw = store.get_blob(document.config, MAX_CONFIG_BYTES)
     config = parse_config(config_raw)
-    layers = [d for d in document.layers]
-    if len(layers) != len(config.rootfs.diff_ids):
+    if len(document.layers) != len(config.rootfs.diff_ids):
         raise ManifestError(
-            f"{store.describe()}: the manifest lists {len(layers)} layers but the config "
+            f"{store.describe()}: the manifest lists {len(document.layers)} layers but the config "
             f"{len(config.rootfs.diff_ids)} diff_ids"
         )
     media_type = document.media_type or fetched.media_type or "application/vnd.oci.image.manifest.v1+json"

@@ -231,7 +231,7 @@ class TarStream:
             raise _refuse(f"bad numeric PAX record: {err}", offset) from None
         if size < 0 or uid < 0 or gid < 0:
             raise _refuse(f"negative size or id in {name!r}", offset)
-        if typeflag not in (REGULAR,) and size and typeflag != HARDLINK:
+        if size and typeflag not in (REGULAR, HARDLINK):
             raise _refuse(f"{name!r} of type {typeflag!r} carries {size} bytes of content", offset)
         self._check_name(name, offset, "name")
         if typeflag in (HARDLINK, SYMLINK):

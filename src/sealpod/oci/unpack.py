@@ -64,7 +64,7 @@ class RootfsWriter:
         self.options = options or UnpackOptions()
         self._own = self.options.own
         self._dir_cache: dict[str, str] = {"/": self.root}
-        self._dir_meta: dict[str, tuple[int, int, int, int]] = {}
+        self._dir_meta: dict[str, tuple[int, int]] = {}
         self._upper: set[str] = set()
 
     # -- path resolution -------------------------------------------------------------------------------------
@@ -292,13 +292,12 @@ class RootfsWriter:
     def _record_dir(self, host: str, entry: ts.TarEntry) -> None:
         if host == self.root:
             self._set_owner(host, entry)
-        mtime = int(entry.mtime * 1e9)
-        self._dir_meta[host] = (entry.mode, mtime, entry.uid, entry.gid)
+        self._dir_meta[host] = (entry.mode, int(entry.mtime * 1e9))
 
     def finish(self) -> None:
         """Apply directory modes and times, deepest first (after all layers: writes would change them)."""
         for host in sorted(self._dir_meta, key=lambda p: p.count("/"), reverse=True):
-            mode, mtime, _uid, _gid = self._dir_meta[host]
+            mode, mtime = self._dir_meta[host]
             try:
                 if not stat.S_ISDIR(os.lstat(host).st_mode):
                     continue
