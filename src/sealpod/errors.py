@@ -68,3 +68,11 @@ class UnsafeLayerError(SealpodError):
 
 class UnpackError(SealpodError):
     """Unpacking a layer failed for a reason other than an unsafe entry (I/O, permissions)."""
+
+
+class CryptoError(SealpodError):
+    """Encryption or decryption failed: a wrong key, a bad MAC, a malformed wrapped key or options."""
+
+
+class KeyFileError(UsageError):
+    """A key file could not be read or is not a usable key."""

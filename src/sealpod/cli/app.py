@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from sealpod import __version__
-from sealpod.cli import demo, pull
+from sealpod.cli import demo, image, keyprovider, pull
 from sealpod.cli.common import configure_logging
 
 app = typer.Typer(
@@ -40,6 +40,8 @@ def main_callback(
 app.command("pull")(pull.pull)
 app.command("inspect")(pull.inspect)
 app.command("demo")(demo.demo)
+app.add_typer(image.app, name="image")
+app.add_typer(keyprovider.app, name="keyprovider")
 
 
 def main() -> None:

@@ -20,9 +20,10 @@ from sealpod.cli.common import (
 )
 from sealpod.oci.models import Platform
 from sealpod.oci.platform import host_platform, parse_platform
-from sealpod.oci.pull import pull as pull_image
+from sealpod.oci.pull import unpack_image
 from sealpod.oci.source import ResolvedImage, open_store, parse_location, resolve
 from sealpod.oci.unpack import UnpackOptions
+from sealpod.ocicrypt.layers import DecryptionKeys, LayerDecryption
 
 PlatformOption = Annotated[
     str | None,
@@ -30,7 +31,8 @@ PlatformOption = Annotated[
 ]
 
 
-def _platform(text: str | None) -> Platform:
+def platform_or_host(text: str | None) -> Platform:
+    """The ``--platform`` value, or this machine's."""
     return parse_platform(text) if text else host_platform()
 
 
@@ -41,19 +43,34 @@ def pull(
     tls_verify: TlsVerify = "true",
     ca_file: CaFile = None,
     allow_devices: Annotated[bool, typer.Option(help="Create device nodes from the layers (root only).")] = False,
+    decryption_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--decryption-key",
+            help="For encrypted layers: PRIVKEY[:pass=SECRET] (PEM, DER, JWK), "
+            "provider:NAME[:PARAM], or kek-store:FILE; repeatable, tried per layer.",
+        ),
+    ] = None,
 ) -> None:
     """Pull IMAGE and unpack it into --rootfs: every blob is verified and nothing is kept unless all are."""
 
     def action() -> None:
+        keys = DecryptionKeys()
+        for item in decryption_key or []:
+            keys.add(item)
         store = open_store(parse_location(image), registry_options(tls_verify, ca_file))
         try:
+            resolved = resolve(store, platform_or_host(platform))
+            transform = LayerDecryption(resolved.manifest, keys)
             with progress_events() as events:
-                result = pull_image(
+                events.resolved(resolved)
+                result = unpack_image(
                     store,
+                    resolved,
                     rootfs,
-                    _platform(platform),
                     options=UnpackOptions(allow_devices=allow_devices),
                     events=events,
+                    transform=transform,
                 )
         finally:
             store.close()
@@ -105,7 +122,7 @@ def inspect(
     def action() -> None:
         store = open_store(parse_location(image), registry_options(tls_verify, ca_file))
         try:
-            resolved = resolve(store, _platform(platform))
+            resolved = resolve(store, platform_or_host(platform))
         finally:
             store.close()
         if raw:

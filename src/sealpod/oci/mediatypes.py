@@ -41,6 +41,20 @@ _COMPRESSION = {
 }
 
 
+_DOCKER_TO_OCI = {
+    DOCKER_LAYER_GZIP: OCI_LAYER_GZIP,
+    DOCKER_LAYER_FOREIGN_GZIP: OCI_LAYER_NONDIST_GZIP,
+    DOCKER_CONFIG: OCI_CONFIG,
+    DOCKER_MANIFEST: OCI_MANIFEST,
+    DOCKER_MANIFEST_LIST: OCI_INDEX,
+}
+
+
+def to_oci(media_type: str) -> str:
+    """The OCI media type for a Docker one (others unchanged)."""
+    return _DOCKER_TO_OCI.get(media_type, media_type)
+
+
 def layer_compression(media_type: str) -> str | None:
     """``none``, ``gzip`` or ``zstd`` for a (possibly ``+encrypted``) layer media type; None if not a layer."""
     return _COMPRESSION.get(media_type.removesuffix(ENCRYPTED_SUFFIX))

@@ -9,6 +9,7 @@ pass; pushes of blobs (monolithic or chunked) and manifests.
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import random
 import ssl
@@ -341,7 +342,7 @@ class RegistryClient:
                 self._with_digest(location, descriptor.digest),
                 repository,
                 scope,
-                content=self._counting(chunks, progress),
+                content=counted(chunks, progress),
                 headers={"Content-Type": "application/octet-stream", "Content-Length": str(descriptor.size)},
             )
         else:
@@ -374,6 +375,38 @@ class RegistryClient:
         self._check(response, f"completing upload of {descriptor.digest} to {repository}")
         return True
 
+    def upload_blob(self, repository: str, chunks: Iterable[bytes], *, progress: Progress | None = None) -> Descriptor:
+        """Upload a blob whose digest is not known in advance: one streamed PATCH, then PUT with the digest
+        computed on the way. Returns its descriptor (media type ``application/octet-stream``)."""
+        scope = f"repository:{repository}:pull,push"
+        start = self._send("POST", f"{self._base()}/v2/{repository}/blobs/uploads/", repository, scope)
+        self._check(start, f"starting upload to {repository}")
+        hasher = hashlib.sha256()
+        count = 0
+
+        def body() -> Iterator[bytes]:
+            nonlocal count
+            for chunk in counted(chunks, progress):
+                hasher.update(chunk)
+                count += len(chunk)
+                yield chunk
+
+        patch = self._send(
+            "PATCH",
+            self._location(start),
+            repository,
+            scope,
+            content=body(),
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        self._check(patch, f"uploading a blob to {repository}")
+        digest = f"sha256:{hasher.hexdigest()}"
+        done = self._send(
+            "PUT", self._with_digest(self._location(patch), digest), repository, scope, headers={"Content-Length": "0"}
+        )
+        self._check(done, f"completing upload of {digest} to {repository}")
+        return Descriptor(media_type="application/octet-stream", digest=digest, size=count)
+
     def _location(self, response: httpx.Response) -> str:
         location = response.headers.get("Location")
         if not location:
@@ -383,13 +416,6 @@ class RegistryClient:
     @staticmethod
     def _with_digest(location: str, digest: str) -> str:
         return f"{location}{'&' if '?' in location else '?'}{urlencode({'digest': digest})}"
-
-    @staticmethod
-    def _counting(chunks: Iterable[bytes], progress: Progress | None) -> Iterator[bytes]:
-        for chunk in chunks:
-            if progress:
-                progress(len(chunk))
-            yield chunk
 
     def push_manifest(self, repository: str, reference: str, raw: bytes, media_type: str) -> str:
         """PUT a manifest or index under a tag or digest; returns its digest."""
@@ -408,6 +434,14 @@ class RegistryClient:
         if served and served.startswith("sha256:") and served != digest:
             raise DigestMismatchError(f"registry stored manifest as {served}, expected {digest}")
         return digest
+
+
+def counted(chunks: Iterable[bytes], progress: Progress | None) -> Iterator[bytes]:
+    """Pass chunks through, reporting each one's size to ``progress``."""
+    for chunk in chunks:
+        if progress:
+            progress(len(chunk))
+        yield chunk
 
 
 def _rechunk(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:

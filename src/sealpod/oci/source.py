@@ -24,7 +24,7 @@ from sealpod.oci.models import (
 )
 from sealpod.oci.platform import select_manifest
 from sealpod.oci.reference import ImageReference, parse_reference
-from sealpod.oci.registry import FetchedManifest, Progress, RegistryClient
+from sealpod.oci.registry import FetchedManifest, Progress, RegistryClient, counted
 
 MAX_INDEX_DEPTH = 4
 
@@ -97,6 +97,10 @@ class ImageStore(Protocol):
         """Store a blob whose digest and size are known."""
         ...
 
+    def upload_blob(self, chunks: Iterable[bytes], *, progress: Progress | None = None) -> Descriptor:
+        """Store a blob whose digest is computed as it streams; its descriptor (octet-stream media type)."""
+        ...
+
     def put_manifest(self, raw: bytes, media_type: str) -> str:
         """Store a manifest under the location's tag; return its digest."""
         ...
@@ -131,6 +135,9 @@ class RegistryStore:
     def put_blob(self, descriptor: Descriptor, chunks: Iterable[bytes], *, progress: Progress | None = None) -> None:
         self.client.push_blob(self.reference.path, descriptor, chunks, progress=progress)
 
+    def upload_blob(self, chunks: Iterable[bytes], *, progress: Progress | None = None) -> Descriptor:
+        return self.client.upload_blob(self.reference.path, chunks, progress=progress)
+
     def put_manifest(self, raw: bytes, media_type: str) -> str:
         return self.client.push_manifest(self.reference.path, self.reference.selector, raw, media_type)
 
@@ -162,14 +169,10 @@ class LayoutStore:
 
     def put_blob(self, descriptor: Descriptor, chunks: Iterable[bytes], *, progress: Progress | None = None) -> None:
         if not self.layout.has_blob(descriptor.digest):
+            self.layout.put_blob(counted(chunks, progress), descriptor.digest, descriptor.size)
 
-            def counted() -> Iterator[bytes]:
-                for chunk in chunks:
-                    if progress:
-                        progress(len(chunk))
-                    yield chunk
-
-            self.layout.put_blob(counted(), descriptor.digest, descriptor.size)
+    def upload_blob(self, chunks: Iterable[bytes], *, progress: Progress | None = None) -> Descriptor:
+        return self.layout.put_blob(counted(chunks, progress))
 
     def put_manifest(self, raw: bytes, media_type: str) -> str:
         descriptor = self.layout.put_bytes(raw, media_type)
