@@ -41,6 +41,7 @@ case "${1:-}" in
     test)
         install_apt
         install_venv "[test]"
+        scripts/fetch-trixie-tools.sh >/dev/null   # Debian 13 skopeo 1.18 / cosign 2.5 for interop, not installed
         .venv/bin/ruff check src tests bench
         .venv/bin/mypy
         exec .venv/bin/pytest -q tests

@@ -82,3 +82,16 @@ def snapshot(root: Path) -> dict[str, tuple[object, ...]]:
             else:
                 tree[rel] = ("other", oct(mode), st.st_uid, st.st_gid)
     return tree
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def trixie_tools() -> Path:
+    """Debian 13's skopeo 1.18 and cosign 2.5, fetched (not installed) by scripts/fetch-trixie-tools.sh."""
+    script = REPO / "scripts" / "fetch-trixie-tools.sh"
+    proc = subprocess.run([str(script)], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        pytest.fail(f"fetching Debian 13 skopeo/cosign failed:\n{proc.stderr[-2000:]}")
+    return Path(proc.stdout.strip().splitlines()[-1]) / "bin"

@@ -166,6 +166,6 @@ def test_keys_that_are_not_recipients_are_refused(key_kind: str, tmp_path: Path)
         )
         assert b"BEGIN EC PRIVATE KEY" in key_file.read_bytes()
     before = snapshot(tmp_path)
-    with pytest.raises(SealpodError, match="no decryption key opens layer .* RSA-OAEP, ECDH-ES\\+A256KW on P-256"):
+    with pytest.raises(SealpodError, match=r"no decryption key opens layer .* RSA-OAEP, ECDH-ES\+A256KW on P-256"):
         _pull(enc, tmp_path / "rootfs", str(key_file))
     assert snapshot(tmp_path) == before

@@ -75,7 +75,7 @@ def test_jwe_cbc_hmac_content_encryption_is_accepted() -> None:
     ciphertext = encryptor.update(padded) + encryptor.finalize()
     aad = protected.encode()
     tag = hmac.new(cek[:16], aad + iv + ciphertext + struct.pack(">Q", len(aad) * 8), hashlib.sha256).digest()[:16]
-    oaep = asym_padding.OAEP(asym_padding.MGF1(hashes.SHA1()), hashes.SHA1(), None)
+    oaep = asym_padding.OAEP(asym_padding.MGF1(hashes.SHA1()), hashes.SHA1(), None)  # noqa: S303 - RSA-OAEP is SHA-1
     encrypted_key = key.public_key().encrypt(cek, oaep)
     document = {
         "protected": protected,
@@ -212,3 +212,27 @@ def test_protobuf_envelope() -> None:
         assert pb_decode(pb_encode(payload)) == payload
     with pytest.raises(CryptoError):
         pb_decode(b"\x0a\xff\xff")
+
+
+def test_kek_store_is_safe_under_concurrent_wraps(tmp_path: Path) -> None:
+    """skopeo wraps layers concurrently: every caller must get the one KEK that ends up in the store."""
+    import threading
+
+    store = kbs.KekStore(tmp_path / "keks.json")
+    results: list[bytes] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        kek = kbs.KekStore(store.path).get_or_add("kbs:///default/image-kek/race", lambda: os.urandom(32))
+        with lock:
+            results.append(kek)
+
+    threads = [threading.Thread(target=worker) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(results)) == 1
+    assert store.get("kbs:///default/image-kek/race") == results[0]
+    with pytest.raises(CryptoError, match="different KEK"):
+        store.put("kbs:///default/image-kek/race", os.urandom(32))

@@ -124,6 +124,15 @@ def _describe_recipients(schemes: dict[str, list[bytes]]) -> str:
     return "; ".join(parts) or "no recipients at all"
 
 
+def _is_packet(value: bytes) -> bool:
+    """Whether a provider's annotation is a CoCo packet (whatever the provider was called when encrypting)."""
+    try:
+        kbs.AnnotationPacket.from_json(value)
+    except CryptoError:
+        return False
+    return True
+
+
 def open_options(descriptor: Descriptor, keys: DecryptionKeys) -> tuple[PrivateOptions, PublicOptions]:
     """Unwrap an encrypted layer's options with the first key that opens them."""
     annotations = descriptor.annotations or {}
@@ -140,7 +149,7 @@ def open_options(descriptor: Descriptor, keys: DecryptionKeys) -> tuple[PrivateO
             continue
         name = scheme[len("provider.") :]
         for value in values:
-            if name == kbs.PROVIDER_NAME and keys.kek_getter is not None:
+            if keys.kek_getter is not None and (name == kbs.PROVIDER_NAME or _is_packet(value)):
                 optsdata = kbs.unwrap(value, keys.kek_getter)
             elif name in keys.providers:
                 request = ProviderRequest("keyunwrap", {name: keys.providers[name]}, annotation=value)

@@ -9,7 +9,6 @@ store (register it with the KBS so that enclaves can fetch it). Without ``keyid`
 
 from __future__ import annotations
 
-import logging
 import os
 import uuid
 from concurrent import futures
@@ -26,8 +25,6 @@ from sealpod.ocicrypt.keywrap.protocol import (
     unwrap_response,
     wrap_response,
 )
-
-log = logging.getLogger(__name__)
 
 
 def parse_params(parameters: dict[str, list[bytes]]) -> dict[str, str]:
@@ -60,17 +57,9 @@ class KeyProviderService:
                 kek = Path(keypath).read_bytes()
             except OSError as err:
                 raise CryptoError(f"cannot read KEK file {keypath}: {err.strerror}") from None
-            if self.store.find(kid) not in (None, kek):
-                raise CryptoError(f"{kid} already names a different KEK in {self.store.path}")
             self.store.put(kid, kek)
             return kid, kek
-        existing = self.store.find(kid)
-        if existing is not None:
-            return kid, existing
-        kek = os.urandom(kbs.KEK_SIZE)
-        self.store.put(kid, kek)
-        log.info("new KEK %s kept in %s", kid, self.store.path)
-        return kid, kek
+        return kid, self.store.get_or_add(kid, lambda: os.urandom(kbs.KEK_SIZE))
 
     def handle(self, raw: bytes) -> bytes:
         """One protocol exchange: request JSON in, response JSON out."""

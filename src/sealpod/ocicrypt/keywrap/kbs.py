@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import json
 import os
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,11 +168,18 @@ class KekStore:
         value = self._read().get(resource_path(kid))
         return base64.b64decode(value) if value is not None else None
 
-    def put(self, kid: str, kek: bytes) -> None:
-        """Add or replace a KEK (the file is written atomically, mode 0600)."""
-        data = self._read()
-        data[resource_path(kid)] = base64.b64encode(kek).decode()
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Serialise read-modify-write across threads and processes (skopeo wraps layers concurrently)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _write(self, data: dict[str, str]) -> None:
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".keks-")
         try:
             with os.fdopen(fd, "w") as out:
@@ -181,3 +189,25 @@ class KekStore:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
+
+    def put(self, kid: str, kek: bytes) -> None:
+        """Add a KEK; refuses to replace a different one under the same id."""
+        path = resource_path(kid)
+        with self._locked():
+            data = self._read()
+            if path in data:
+                if base64.b64decode(data[path]) != kek:
+                    raise CryptoError(f"{kid} already names a different KEK in {self.path}")
+                return
+            data[path] = base64.b64encode(kek).decode()
+            self._write(data)
+
+    def get_or_add(self, kid: str, make: Callable[[], bytes]) -> bytes:
+        """The KEK for ``kid``; if the store has none, one made by ``make`` is kept and returned."""
+        path = resource_path(kid)
+        with self._locked():
+            data = self._read()
+            if path not in data:
+                data[path] = base64.b64encode(make()).decode()
+                self._write(data)
+            return base64.b64decode(data[path])
