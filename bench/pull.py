@@ -14,57 +14,14 @@ swings either side's time from 1 to 6 s from one run to the next; a tmpfs measur
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-from sealpod.oci.build import LayerSpec, build_image
+from common import SEALPOD, build_bench_image, default_dir, need_tools, report, timed
 from sealpod.oci.localregistry import LocalRegistry
-
-ROOTS = [*sorted(Path("/usr/lib").glob("python3*")), Path("/usr/share")]
-
-
-def pick_files(max_bytes: int, max_files: int) -> list[tuple[Path, str]]:
-    """Files and dirs from ROOTS, in a stable order, until either bound is reached (small files of /usr/share are
-    passed over so that the image has realistic bulk as well as many entries)."""
-    chosen: list[tuple[Path, str]] = []
-    total = 0
-    for root in ROOTS:
-        min_size = 12 * 1024 if root == Path("/usr/share") else 0
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames.sort()
-            here = Path(dirpath)
-            chosen.append((here, str(here.relative_to("/"))))
-            for name in sorted(filenames):
-                path = here / name
-                if path.is_symlink() or not path.is_file():
-                    continue
-                size = path.stat().st_size
-                if size < min_size:
-                    continue
-                if total + size > max_bytes or len(chosen) >= max_files:
-                    return chosen
-                total += size
-                chosen.append((path, str(path.relative_to("/"))))
-    return chosen
-
-
-def timed(cmd: list[str]) -> tuple[float, int]:
-    """Wall seconds and peak RSS (bytes) of one command (after a sync, so earlier writeback does not interfere)."""
-    os.sync()
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        assert proc.stderr is not None
-        sys.exit(f"{' '.join(cmd)} failed: {proc.stderr.read().decode(errors='replace')}")
-    return elapsed, usage.ru_maxrss * 1024
 
 
 def main() -> None:
@@ -72,27 +29,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--mb", type=int, default=200)
     parser.add_argument("--files", type=int, default=7000)
-    default_dir = "/dev/shm" if Path("/dev/shm").is_dir() else tempfile.gettempdir()
-    parser.add_argument("--dir", default=default_dir, help="where both sides write (default: %(default)s)")
+    parser.add_argument("--dir", default=default_dir(), help="where both sides write (default: %(default)s)")
     args = parser.parse_args()
-    for tool in ("skopeo", "umoci", "docker-registry"):
-        if not shutil.which(tool):
-            sys.exit(f"{tool} is not installed: run ./setup.sh test first")
-    sealpod = str(Path(sys.executable).with_name("sealpod"))
+    need_tools("skopeo", "umoci", "docker-registry")
     work = Path(tempfile.mkdtemp(prefix="sealpod-bench-", dir=args.dir))
     try:
-        files = pick_files(args.mb * 1024 * 1024, args.files)
-        third = len(files) // 3
-        layers = [
-            LayerSpec(files=files[:third]),
-            LayerSpec(files=files[third : 2 * third]),
-            LayerSpec(files=files[2 * third :]),
-        ]
-        build_image(work / "built", "bench", layers)
-        size = sum(p.stat().st_size for p, _ in files if p.is_file())
-        blobs = sum(p.stat().st_size for p in (work / "built/blobs/sha256").iterdir())
         print(f"writing into {work}")
-        print(f"image: {len(files)} entries, {size / 1e6:.0f} MB uncompressed, {blobs / 1e6:.0f} MB of blobs")
+        print("image:", build_bench_image(work / "built", args.mb, args.files))
         with LocalRegistry(work / "registry") as registry:
             ref = f"{registry.host}/bench/image:v1"
             subprocess.run(
@@ -103,7 +46,7 @@ def main() -> None:
             ours_t, ours_m, peer_t, peer_m = [], [], [], []
             for round_ in range(args.rounds):
                 out = work / f"ours-{round_}"
-                t, m = timed([sealpod, "pull", f"docker://{ref}", "--rootfs", str(out), "--tls-verify=false"])
+                t, m = timed([SEALPOD, "pull", f"docker://{ref}", "--rootfs", str(out), "--tls-verify=false"])
                 ours_t.append(t)
                 ours_m.append(m)
                 shutil.rmtree(out)
@@ -116,9 +59,9 @@ def main() -> None:
                 shutil.rmtree(bundle)
                 print(f"round {round_ + 1}: sealpod {t:.2f} s; skopeo {t1:.2f} s + umoci {t2:.2f} s = {t1 + t2:.2f} s")
         ours, peer = statistics.median(ours_t), statistics.median(peer_t)
-        print(f"sealpod pull:          {ours:6.2f} s  peak {max(ours_m) / 2**20:5.0f} MiB")
-        print(f"skopeo copy + umoci:   {peer:6.2f} s  peak {max(peer_m) / 2**20:5.0f} MiB")
-        print(f"ratio sealpod / peer:  {ours / peer:6.2f}x  (target <= 0.5x, peak < 80 MiB)")
+        print(report("sealpod pull:", ours, max(ours_m)))
+        print(report("skopeo copy + umoci unpack:", peer, max(peer_m)))
+        print(f"ratio sealpod / peer: {ours / peer:.2f}x  (target <= 0.5x, peak < 80 MiB)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -1,24 +1,22 @@
-"""What every command shares: the error boundary, registry options and terminal progress."""
+"""What every command shares: the error boundary, flags, consoles. Library modules are imported inside the
+commands, so that each command loads only what it uses (start-up time is part of every command's cost)."""
 
 from __future__ import annotations
 
 import logging
 import sys
 import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Annotated, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
 
 from sealpod.errors import SealpodError
-from sealpod.oci.models import Descriptor
-from sealpod.oci.pull import PullEvents
-from sealpod.oci.source import RegistryOptions
-from sealpod.oci.unpack import LayerStats
+
+if TYPE_CHECKING:
+    from sealpod.oci.source import RegistryOptions
 
 T = TypeVar("T")
 
@@ -56,6 +54,8 @@ CaFile = Annotated[str | None, typer.Option("--ca-file", help="PEM file of CA ce
 
 def registry_options(tls_verify: str, ca_file: str | None) -> RegistryOptions:
     """The CLI's registry flags as library options."""
+    from sealpod.oci.source import RegistryOptions
+
     return RegistryOptions(tls_verify=parse_bool(tls_verify), ca_file=ca_file)
 
 
@@ -91,43 +91,3 @@ def configure_logging(debug: bool) -> None:
     )
     logging.getLogger("httpx").setLevel(logging.DEBUG if debug else logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.INFO if debug else logging.WARNING)
-
-
-class ProgressEvents(PullEvents):
-    """Per-layer progress bars on a terminal; nothing when stderr is not one."""
-
-    def __init__(self, progress: Progress | None) -> None:
-        self.progress = progress
-        self.tasks: dict[int, TaskID] = {}
-
-    def layer_started(self, index: int, descriptor: Descriptor) -> None:
-        if self.progress:
-            self.tasks[index] = self.progress.add_task(
-                f"layer {index + 1} {descriptor.digest[7:19]}", total=descriptor.size
-            )
-
-    def layer_progress(self, index: int, nbytes: int) -> None:
-        if self.progress and index in self.tasks:
-            self.progress.advance(self.tasks[index], nbytes)
-
-    def layer_done(self, index: int, stats: LayerStats) -> None:
-        if self.progress and index in self.tasks:
-            self.progress.update(self.tasks[index], description=f"layer {index + 1} {stats.entries} entries")
-
-
-@contextmanager
-def progress_events() -> Iterator[ProgressEvents]:
-    """Progress bars when stderr is a terminal."""
-    if not err_console.is_terminal:
-        yield ProgressEvents(None)
-        return
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        console=err_console,
-        transient=False,
-    )
-    with progress:
-        yield ProgressEvents(progress)

@@ -7,18 +7,16 @@ import tarfile
 import tempfile
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from sealpod.cli.common import err_console, out_console, run
-from sealpod.oci import localregistry
-from sealpod.oci.build import LayerSpec, build_image
-from sealpod.oci.copy import copy_image
-from sealpod.oci.platform import parse_platform
-from sealpod.oci.pull import pull
-from sealpod.oci.reference import parse_reference
-from sealpod.oci.source import ImageStore, LayoutStore, RegistryOptions, RegistryStore
+
+if TYPE_CHECKING:
+    from sealpod.oci.build import LayerSpec
+    from sealpod.oci.localregistry import LocalRegistry
+    from sealpod.oci.source import ImageStore
 
 DEMO_PLATFORM = "linux/amd64"
 
@@ -28,6 +26,8 @@ def _step(text: str) -> None:
 
 
 def _sample_layers(app_dir: Path) -> list[LayerSpec]:
+    from sealpod.oci.build import LayerSpec
+
     note = tarfile.TarInfo("app/OLD-NOTE.txt")
     note_body = b"this file is deleted by the next layer\n"
     note.size = len(note_body)
@@ -54,9 +54,17 @@ def demo(
     """Run the sealpod flow end to end on this machine with embedded defaults, narrating each step."""
 
     def action() -> None:
+        from sealpod.oci import localregistry
+        from sealpod.oci.build import build_image
+        from sealpod.oci.copy import copy_image
+        from sealpod.oci.platform import parse_platform
+        from sealpod.oci.pull import pull
+        from sealpod.oci.reference import parse_reference
+        from sealpod.oci.source import LayoutStore, RegistryOptions, RegistryStore
+
         base = workdir or Path(tempfile.mkdtemp(prefix="sealpod-demo-"))
         base.mkdir(parents=True, exist_ok=True)
-        registry: localregistry.LocalRegistry | None = None
+        registry: LocalRegistry | None = None
         try:
             sample = resources.files("sealpod.deploy") / "sample-app"
             app_dir = base / "sample-app" / "app"

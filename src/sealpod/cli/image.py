@@ -9,9 +9,6 @@ from rich.markup import escape
 
 from sealpod.cli.common import CaFile, err_console, out_console, parse_bool, run
 from sealpod.cli.pull import PlatformOption, platform_or_host
-from sealpod.oci.copy import copy_image
-from sealpod.oci.source import RegistryOptions, open_store, parse_location
-from sealpod.ocicrypt.layers import LayerEncryption, Recipients
 
 app = typer.Typer(help="Tenant tools: encrypt images (sign and verify come next).", no_args_is_help=True)
 
@@ -45,6 +42,10 @@ def encrypt(
     """
 
     def action() -> None:
+        from sealpod.oci.copy import copy_image
+        from sealpod.oci.source import RegistryOptions, open_store, parse_location
+        from sealpod.ocicrypt.layers import LayerEncryption, Recipients
+
         recipients = Recipients()
         for item in recipient:
             recipients.add(item)

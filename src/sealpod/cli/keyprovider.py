@@ -13,8 +13,6 @@ import typer
 
 from sealpod.cli.common import err_console, run
 from sealpod.config import kek_store_path
-from sealpod.ocicrypt.keywrap.kbs import KekStore
-from sealpod.ocicrypt.provider_service import KeyProviderService, serve_grpc
 
 app = typer.Typer(
     help="An ocicrypt key provider that wraps layer keys in CoCo annotation packets with KEKs you keep "
@@ -41,6 +39,9 @@ def command_protocol(ctx: typer.Context, keys: KeysOption = None) -> None:
         return
 
     def action() -> None:
+        from sealpod.ocicrypt.keywrap.kbs import KekStore
+        from sealpod.ocicrypt.provider_service import KeyProviderService
+
         service = KeyProviderService(KekStore(keys or kek_store_path()))
         sys.stdout.buffer.write(service.handle(sys.stdin.buffer.read()))
         sys.stdout.flush()
@@ -56,6 +57,9 @@ def serve(
     """Serve the gRPC keyprovider protocol until interrupted."""
 
     def action() -> None:
+        from sealpod.ocicrypt.keywrap.kbs import KekStore
+        from sealpod.ocicrypt.provider_service import KeyProviderService, serve_grpc
+
         server = serve_grpc(KeyProviderService(KekStore(keys or kek_store_path())), grpc)
         err_console.print(f"keyprovider listening on {grpc} (gRPC)")
         stop = threading.Event()

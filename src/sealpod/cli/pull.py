@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -14,16 +14,13 @@ from sealpod.cli.common import (
     TlsVerify,
     err_console,
     out_console,
-    progress_events,
     registry_options,
     run,
 )
-from sealpod.oci.models import Platform
-from sealpod.oci.platform import host_platform, parse_platform
-from sealpod.oci.pull import unpack_image
-from sealpod.oci.source import ResolvedImage, open_store, parse_location, resolve
-from sealpod.oci.unpack import UnpackOptions
-from sealpod.ocicrypt.layers import DecryptionKeys, LayerDecryption
+
+if TYPE_CHECKING:
+    from sealpod.oci.models import Platform
+    from sealpod.oci.source import ResolvedImage
 
 PlatformOption = Annotated[
     str | None,
@@ -33,6 +30,8 @@ PlatformOption = Annotated[
 
 def platform_or_host(text: str | None) -> Platform:
     """The ``--platform`` value, or this machine's."""
+    from sealpod.oci.platform import host_platform, parse_platform
+
     return parse_platform(text) if text else host_platform()
 
 
@@ -55,6 +54,12 @@ def pull(
     """Pull IMAGE and unpack it into --rootfs: every blob is verified and nothing is kept unless all are."""
 
     def action() -> None:
+        from sealpod.cli.progress import progress_events
+        from sealpod.oci.pull import unpack_image
+        from sealpod.oci.source import open_store, parse_location, resolve
+        from sealpod.oci.unpack import UnpackOptions
+        from sealpod.ocicrypt.layers import DecryptionKeys, LayerDecryption
+
         keys = DecryptionKeys()
         for item in decryption_key or []:
             keys.add(item)
@@ -120,6 +125,8 @@ def inspect(
     """Show an image's digest, platform, layers and run configuration without pulling its layers."""
 
     def action() -> None:
+        from sealpod.oci.source import open_store, parse_location, resolve
+
         store = open_store(parse_location(image), registry_options(tls_verify, ca_file))
         try:
             resolved = resolve(store, platform_or_host(platform))

@@ -1,8 +1,9 @@
 """Pulling an image into a root filesystem: one streaming pass per layer, committed only when all is verified.
 
-Per layer, a worker thread downloads the blob (its digest and size checked as it streams), inflates it and
-hashes the result (the diff_id), while the caller's thread extracts the tar into a private staging directory
-next to the target. Only when every layer's blob digest and diff_id have matched is the staging directory renamed
+Per layer, three stages overlap: a worker thread downloads the blob (its digest and size checked as it streams)
+and decrypts it if asked, a second one inflates it and hashes the result (the diff_id), and the caller's thread
+extracts the tar into a private staging directory next to the target. Only when every blob digest, size and
+diff_id (and, for encrypted layers, MAC and plaintext digest) have matched is the staging directory renamed
 into place; on any error it is removed, so the target is either the whole image or untouched.
 """
 
@@ -69,9 +70,12 @@ def _layer_content(
 ) -> Iterator[bytes]:
     """Inflated layer content, diff_id checked at the end. When ``verify_only`` is set (the consumer refused the
     content), the rest of the blob is read without inflating, only so that its digest check can run."""
-    blob = store.blob_stream(descriptor, progress=on_bytes)
-    if transform is not None:
-        blob = transform(descriptor, blob)
+
+    def fetch() -> Iterator[bytes]:
+        blob = store.blob_stream(descriptor, progress=on_bytes)
+        return transform(descriptor, blob) if transform is not None else blob
+
+    blob = in_thread(fetch, depth=4, name="sealpod-fetch")  # download, digest, decrypt overlap with inflating
     algorithm = diff_id.split(":", 1)[0]
     hasher = hashlib.new(algorithm)
     try:
@@ -81,12 +85,14 @@ def _layer_content(
             hasher.update(chunk)
             yield chunk
     except UnsafeLayerError:
-        for _ in blob:  # a corrupt stream is most often a tampered blob: let the digest check say so
-            pass
+        verify_only.set()  # a corrupt stream is most often a tampered blob: let the digest check say so
+        _drain(blob)
+        raise
+    except GeneratorExit:
+        blob.close()  # type: ignore[attr-defined]
         raise
     if verify_only.is_set():
-        for _ in blob:
-            pass
+        _drain(blob)
         return
     got = f"{algorithm}:{hasher.hexdigest()}"
     if got != diff_id:
@@ -94,6 +100,11 @@ def _layer_content(
             f"layer {descriptor.digest} unpacks to {got}, but the image config says its diff_id is {diff_id}",
             hint="the layer or the config was altered; nothing from this image has been committed",
         )
+
+
+def _drain(chunks: Iterator[bytes]) -> None:
+    for _ in chunks:
+        pass
 
 
 def _prepare_target(target: Path) -> None:
@@ -138,7 +149,7 @@ def unpack_image(
                 progress = lambda n: events.layer_progress(i, n)  # noqa: E731
                 return _layer_content(store, d, want, progress, transform, stop)
 
-            content = in_thread(make)
+            content = in_thread(make, depth=8, name="sealpod-inflate")
             try:
                 reader = ChunkReader(content)
                 try:

@@ -19,24 +19,28 @@ from sealpod.ocicrypt.options import KEY_SIZE, NONCE_SIZE, PrivateOptions, Publi
 
 
 class LayerEncryptor:
-    """Encrypts one layer blob; after the last chunk, :meth:`options` gives the private and public options."""
+    """Encrypts one layer blob; after the last chunk, :meth:`options` gives the private and public options.
 
-    def __init__(self, symkey: bytes | None = None, nonce: bytes | None = None) -> None:
+    ``plain_digest`` is the digest of the plaintext blob when the caller verifies it anyway (a blob read from a
+    store is checked against its descriptor as it streams); without it the plaintext is hashed here.
+    """
+
+    def __init__(
+        self, symkey: bytes | None = None, nonce: bytes | None = None, plain_digest: str | None = None
+    ) -> None:
         self.symkey = symkey or os.urandom(KEY_SIZE)
         self.nonce = nonce or os.urandom(NONCE_SIZE)
         self._ctr = Cipher(algorithms.AES(self.symkey), modes.CTR(self.nonce)).encryptor()
         self._mac = _hmac.new(self.symkey, digestmod=hashlib.sha256)
-        self._plain = hashlib.sha256()
-        self._cipher = hashlib.sha256()
-        self.size = 0
+        self._plain_digest = plain_digest
+        self._plain = None if plain_digest else hashlib.sha256()
 
     def update(self, chunk: bytes) -> bytes:
         """Encrypt the next chunk."""
-        self._plain.update(chunk)
+        if self._plain is not None:
+            self._plain.update(chunk)
         out = self._ctr.update(chunk)
         self._mac.update(out)
-        self._cipher.update(out)
-        self.size += len(out)
         return out
 
     def stream(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
@@ -44,15 +48,11 @@ class LayerEncryptor:
         for chunk in chunks:
             yield self.update(chunk)
 
-    @property
-    def ciphertext_digest(self) -> str:
-        """The digest of the ciphertext produced so far (the encrypted layer's descriptor digest)."""
-        return f"sha256:{self._cipher.hexdigest()}"
-
     def options(self) -> tuple[PrivateOptions, PublicOptions]:
         """The options, once the whole blob has passed."""
         self._ctr.finalize()
-        private = PrivateOptions(self.symkey, f"sha256:{self._plain.hexdigest()}", self.nonce)
+        digest = self._plain_digest or f"sha256:{self._plain.hexdigest()}"  # type: ignore[union-attr]
+        private = PrivateOptions(self.symkey, digest, self.nonce)
         return private, PublicOptions(self._mac.digest())
 
 

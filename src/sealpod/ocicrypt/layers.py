@@ -210,14 +210,12 @@ class LayerEncryption:
             return None
         if index not in self.select(total):
             return None
-        encryptor = LayerEncryptor()
+        encryptor = LayerEncryptor(plain_digest=descriptor.digest)  # the source stream verifies that digest
         self._encryptors[index] = encryptor
         return encryptor.stream(chunks)
 
     def finish(self, index: int, original: Descriptor, uploaded: Descriptor) -> Descriptor:
         private, public = self._encryptors.pop(index).options()
-        if private.digest != original.digest:
-            raise CryptoError(f"layer {original.digest} read back as {private.digest} while encrypting it")
         annotations = dict(original.annotations or {})
         annotations.update(self.recipients.wrap(private))
         annotations[ANNOTATION_PUBOPTS] = b64encode(public.to_json())

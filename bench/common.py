@@ -1,0 +1,90 @@
+"""What the benchmarks share: the realistic test image, timing with peak memory, and the report line."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from sealpod.oci.build import LayerSpec, build_image
+
+ROOTS = [*sorted(Path("/usr/lib").glob("python3*")), Path("/usr/share")]
+SEALPOD = str(Path(sys.executable).with_name("sealpod"))
+
+
+def pick_files(max_bytes: int, max_files: int) -> list[tuple[Path, str]]:
+    """Files and dirs from ROOTS, in a stable order, until either bound is reached (small files of /usr/share are
+    passed over so that the image has realistic bulk as well as many entries)."""
+    chosen: list[tuple[Path, str]] = []
+    total = 0
+    for root in ROOTS:
+        min_size = 12 * 1024 if root == Path("/usr/share") else 0
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            here = Path(dirpath)
+            chosen.append((here, str(here.relative_to("/"))))
+            for name in sorted(filenames):
+                path = here / name
+                if path.is_symlink() or not path.is_file():
+                    continue
+                size = path.stat().st_size
+                if size < min_size:
+                    continue
+                if total + size > max_bytes or len(chosen) >= max_files:
+                    return chosen
+                total += size
+                chosen.append((path, str(path.relative_to("/"))))
+    return chosen
+
+
+def build_bench_image(layout: Path, mb: int, files: int) -> str:
+    """The realistic image (three gzip layers) in an OCI layout under tag ``bench``; returns a description."""
+    chosen = pick_files(mb * 1024 * 1024, files)
+    third = len(chosen) // 3
+    build_image(
+        layout,
+        "bench",
+        [
+            LayerSpec(files=chosen[:third]),
+            LayerSpec(files=chosen[third : 2 * third]),
+            LayerSpec(files=chosen[2 * third :]),
+        ],
+    )
+    size = sum(p.stat().st_size for p, _ in chosen if p.is_file())
+    blobs = sum(p.stat().st_size for p in (layout / "blobs/sha256").iterdir())
+    return f"{len(chosen)} entries, {size / 1e6:.0f} MB uncompressed, {blobs / 1e6:.0f} MB of blobs"
+
+
+def need_tools(*tools: str) -> None:
+    """Exit with a hint unless every tool is installed."""
+    for tool in tools:
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is not installed: run ./setup.sh test first")
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
+    """Wall seconds and peak RSS (bytes) of one command (after a sync, so earlier writeback does not interfere)."""
+    os.sync()
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        assert proc.stderr is not None
+        sys.exit(f"{' '.join(cmd)} failed: {proc.stderr.read().decode(errors='replace')}")
+    return elapsed, usage.ru_maxrss * 1024
+
+
+def default_dir() -> str:
+    """/dev/shm when present (see bench/pull.py for why), else the temp dir."""
+    import tempfile
+
+    return "/dev/shm" if Path("/dev/shm").is_dir() else tempfile.gettempdir()
+
+
+def report(label: str, seconds: float, peak: int) -> str:
+    """One aligned result line."""
+    return f"{label:34} {seconds:6.2f} s  peak {peak / 2**20:5.0f} MiB"
