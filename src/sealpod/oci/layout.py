@@ -43,7 +43,7 @@ class OciLayout:
                 hint="make one with 'skopeo copy ... oci:DIR:TAG' or 'sealpod image copy'",
             )
         marker = parse_json(layout_file.read_bytes(), str(layout_file))
-        version = marker.get("imageLayoutVersion") if isinstance(marker, dict) else None
+        version = marker.get("imageLayoutVersion")
         if version != LAYOUT_VERSION:
             raise LayoutError(f"{layout_file}: unsupported imageLayoutVersion {version!r}")
         index_file = self.path / "index.json"

@@ -7,12 +7,12 @@ digests are computed over.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sealpod.errors import ManifestError
+from sealpod.jsonio import load_object
 from sealpod.oci import mediatypes as mt
 from sealpod.oci.digest import validate_digest
 
@@ -171,14 +171,9 @@ def _describe(err: ValidationError) -> str:
     return f"field {where!r}: {first['msg']}{more}"
 
 
-def parse_json(raw: bytes, what: str, limit: int = MAX_MANIFEST_BYTES) -> Any:
-    """Decode bounded JSON bytes, refusing oversize or malformed input with a message naming ``what``."""
-    if len(raw) > limit:
-        raise ManifestError(f"{what} is {len(raw)} bytes, more than the {limit} allowed")
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ManifestError(f"{what} is not valid JSON: {err}") from None
+def parse_json(raw: bytes, what: str, limit: int = MAX_MANIFEST_BYTES) -> dict[str, Any]:
+    """Decode a bounded JSON object, refusing oversize or malformed input with a message naming ``what``."""
+    return load_object(raw, what, limit, ManifestError)
 
 
 def parse_model(model: type[_M], data: Any, what: str) -> _M:
@@ -194,8 +189,6 @@ def parse_model(model: type[_M], data: Any, what: str) -> _M:
 def parse_manifest_or_index(raw: bytes, media_type: str | None, what: str = "manifest") -> Manifest | Index:
     """Parse a manifest or index, deciding by the media type (the served one, else the document's own)."""
     data = parse_json(raw, what)
-    if not isinstance(data, dict):
-        raise ManifestError(f"{what} must be a JSON object, not {type(data).__name__}")
     declared = data.get("mediaType")
     kind = declared if isinstance(declared, str) and declared else media_type
     if media_type and declared and media_type.split(";")[0].strip() != declared:

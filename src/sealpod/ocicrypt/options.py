@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sealpod.errors import CryptoError, ManifestError
+from sealpod.jsonio import load_object
 from sealpod.oci.digest import validate_digest
 
 CIPHER = "AES_256_CTR_HMAC_SHA256"
@@ -42,15 +43,7 @@ def b64decode(text: str, what: str) -> bytes:
 
 
 def _load(raw: bytes, what: str) -> dict[str, Any]:
-    if len(raw) > MAX_OPTIONS_BYTES:
-        raise CryptoError(f"{what} is {len(raw)} bytes, over the {MAX_OPTIONS_BYTES}-byte bound")
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CryptoError(f"{what} are not valid JSON: {err}") from None
-    if not isinstance(data, dict):
-        raise CryptoError(f"{what} must be a JSON object")
-    return data
+    return load_object(raw, what, MAX_OPTIONS_BYTES, CryptoError)
 
 
 def _cipheroptions(data: dict[str, Any], what: str) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
 from sealpod.errors import CryptoError
+from sealpod.jsonio import load_object
 from sealpod.ocicrypt.keys import PrivateKey, PublicKey
 
 SCHEME = "jwe"
@@ -147,14 +148,7 @@ class _Recipient:
 
 
 def _parse(raw: bytes) -> tuple[dict[str, Any], str, list[_Recipient]]:
-    if len(raw) > MAX_JWE_BYTES:
-        raise CryptoError(f"JWE is {len(raw)} bytes, over the {MAX_JWE_BYTES}-byte bound")
-    try:
-        document = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CryptoError(f"wrapped key is not JWE JSON: {err}") from None
-    if not isinstance(document, dict):
-        raise CryptoError("wrapped key is not a JWE JSON object")
+    document = load_object(raw, "JWE", MAX_JWE_BYTES, CryptoError)
     protected_b64 = document.get("protected", "")
     if not isinstance(protected_b64, str):
         raise CryptoError("JWE member 'protected' is not a string")

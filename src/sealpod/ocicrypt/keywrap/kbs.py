@@ -19,13 +19,13 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from sealpod.errors import CryptoError, KeyFileError
+from sealpod.jsonio import load_object
 from sealpod.ocicrypt.options import b64decode, b64encode
 
 PROVIDER_NAME = "attestation-agent"
@@ -83,14 +83,7 @@ class AnnotationPacket:
     @classmethod
     def from_json(cls, raw: bytes) -> AnnotationPacket:
         """Parse a v1 packet (newer fields such as ``version`` and ``provider`` are accepted and ignored)."""
-        if len(raw) > MAX_PACKET_BYTES:
-            raise CryptoError(f"{SCHEME} annotation is over {MAX_PACKET_BYTES} bytes")
-        try:
-            data: Any = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise CryptoError(f"{SCHEME} annotation is not JSON: {err}") from None
-        if not isinstance(data, dict):
-            raise CryptoError(f"{SCHEME} annotation must be a JSON object")
+        data = load_object(raw, f"{SCHEME} annotation", MAX_PACKET_BYTES, CryptoError)
         kid = data.get("kid") or data.get("key_id")
         if not isinstance(kid, str) or not kid:
             raise CryptoError(f"{SCHEME} annotation has no 'kid'")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sealpod.errors import CryptoError
+from sealpod.jsonio import load_object
 
 GRPC_SERVICE = "keyprovider.KeyProviderService"
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -109,15 +110,7 @@ class ProviderRequest:
 
 
 def _load(raw: bytes, what: str) -> dict[str, Any]:
-    if len(raw) > MAX_MESSAGE_BYTES:
-        raise CryptoError(f"keyprovider {what} is over {MAX_MESSAGE_BYTES} bytes")
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CryptoError(f"keyprovider {what} is not valid JSON: {err}") from None
-    if not isinstance(data, dict):
-        raise CryptoError(f"keyprovider {what} must be a JSON object")
-    return data
+    return load_object(raw, f"keyprovider {what}", MAX_MESSAGE_BYTES, CryptoError)
 
 
 def wrap_response(annotation: bytes) -> bytes:
