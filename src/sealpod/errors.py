@@ -76,3 +76,11 @@ class CryptoError(SealpodError):
 
 class KeyFileError(UsageError):
     """A key file could not be read or is not a usable key."""
+
+
+class PolicyError(UsageError):
+    """A signature policy or registries.d configuration is malformed."""
+
+
+class SignatureError(SealpodError):
+    """An image's signatures do not satisfy the policy, or a signature is malformed or does not verify."""

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 
-from sealpod.cli.common import CaFile, err_console, out_console, parse_bool, run
+from sealpod.cli.common import CaFile, TlsVerify, err_console, out_console, parse_bool, registry_options, run
+from sealpod.cli.policy import PolicyOption, RegistriesDOption, enforce
 from sealpod.cli.pull import PlatformOption, platform_or_host
+from sealpod.errors import KeyFileError, UsageError
 
-app = typer.Typer(help="Tenant tools: encrypt images (sign and verify come next).", no_args_is_help=True)
+app = typer.Typer(help="Tenant tools: encrypt, sign and verify images; make signing keys.", no_args_is_help=True)
 
 
 @app.command()
@@ -60,5 +65,125 @@ def encrypt(
         encrypted = sum(1 for d in image.manifest.layers if d.media_type.endswith("+encrypted"))
         err_console.print(escape(f"encrypted {encrypted} of {len(image.manifest.layers)} layers into {dst.describe()}"))
         out_console.print(image.manifest_digest)
+
+    run(action)
+
+
+def _passphrase(passphrase_file: Path | None, *, confirm: bool) -> bytes:
+    if passphrase_file is not None:
+        try:
+            return passphrase_file.read_bytes().rstrip(b"\r\n")
+        except OSError as err:
+            raise KeyFileError(f"cannot read passphrase file {passphrase_file}: {err.strerror}") from None
+    if "COSIGN_PASSWORD" in os.environ:
+        return os.environ["COSIGN_PASSWORD"].encode()
+    if not sys.stdin.isatty():
+        raise KeyFileError("no passphrase", hint="use --passphrase-file FILE or set COSIGN_PASSWORD")
+    return str(typer.prompt("Passphrase", hide_input=True, confirmation_prompt=confirm)).encode()
+
+
+@app.command()
+def keygen(
+    output_key_prefix: Annotated[str, typer.Option(help="Writes PREFIX.key and PREFIX.pub.")] = "cosign",
+    passphrase_file: Annotated[
+        Path | None, typer.Option(help="File holding the passphrase [default: $COSIGN_PASSWORD, else a prompt]")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite existing files.")] = False,
+) -> None:
+    """Make a cosign-compatible key pair (ECDSA P-256, the private key scrypt+secretbox encrypted)."""
+
+    def action() -> None:
+        from sealpod.signature.sigstore import generate_key_pair
+
+        private_path, public_path = Path(f"{output_key_prefix}.key"), Path(f"{output_key_prefix}.pub")
+        for path in (private_path, public_path):
+            if path.exists() and not force:
+                raise UsageError(f"{path} exists", hint="use --force to overwrite it")
+        private, public = generate_key_pair(_passphrase(passphrase_file, confirm=True))
+        fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(private)
+        public_path.write_bytes(public)
+        err_console.print(f"private key written to {private_path}, public key to {public_path}")
+
+    run(action)
+
+
+@app.command()
+def sign(
+    image: Annotated[str, typer.Argument(help="The image to sign: docker://REF or REF (signed as named).")],
+    key: Annotated[Path | None, typer.Option("--key", help="cosign private key: writes a sigstore attachment.")] = None,
+    sign_by: Annotated[
+        str | None, typer.Option("--sign-by", help="GPG key fingerprint: writes a simple signature to the lookaside.")
+    ] = None,
+    passphrase_file: Annotated[Path | None, typer.Option(help="Passphrase of --key (or $COSIGN_PASSWORD).")] = None,
+    gpg_home: Annotated[Path | None, typer.Option(help="GnuPG home for --sign-by [default: gpg's].")] = None,
+    identity: Annotated[str | None, typer.Option(help="The docker reference to claim [default: IMAGE].")] = None,
+    registries_d: RegistriesDOption = None,
+    tls_verify: TlsVerify = "true",
+    ca_file: CaFile = None,
+) -> None:
+    """Sign an image (cosign format with --key, GPG simple signing with --sign-by)."""
+
+    def action() -> None:
+        from sealpod.oci.reference import parse_reference
+        from sealpod.oci.source import open_store, parse_location
+        from sealpod.signature import gpg, sigstore
+        from sealpod.signature.payload import ATOMIC_TYPE, COSIGN_TYPE, make_payload
+        from sealpod.signature.registriesd import RegistriesD
+        from sealpod.signature.verifier import write_lookaside
+
+        if (key is None) == (sign_by is None):
+            raise UsageError("give exactly one of --key (sigstore) and --sign-by (GPG)")
+        location = parse_location(image)
+        if location.transport != "docker" or location.reference is None:
+            raise UsageError("only registry images can be signed", hint="push it first, then sign docker://REF")
+        claimed = identity or str(location.reference)
+        parse_reference(claimed)
+        store = open_store(location, registry_options(tls_verify, ca_file))
+        try:
+            digest = store.get_manifest(None).digest
+            if key is not None:
+                private = sigstore.load_private_key(key.read_bytes(), _passphrase(passphrase_file, confirm=False))
+                payload = make_payload(COSIGN_TYPE, claimed, digest)
+                sigstore.write_attachment(store, digest, payload, sigstore.sign(private, payload))
+                where = f"docker://{location.reference.repository}:{sigstore.attachment_tag(digest)}"
+            else:
+                assert sign_by is not None
+                payload = make_payload(ATOMIC_TYPE, claimed, digest)
+                signature = gpg.sign(payload, sign_by, home=gpg_home, passphrase_file=passphrase_file)
+                base = RegistriesD.load(registries_d).lookaside_base(location.reference, write=True)
+                where = write_lookaside(base, digest, signature)
+        finally:
+            store.close()
+        err_console.print(escape(f"signed {digest} as {claimed}: {where}"))
+
+    run(action)
+
+
+@app.command()
+def verify(
+    image: Annotated[str, typer.Argument(help="docker://REF, REF or oci:DIR[:TAG].")],
+    policy: PolicyOption = None,
+    registries_d: RegistriesDOption = None,
+    tls_verify: TlsVerify = "true",
+    ca_file: CaFile = None,
+) -> None:
+    """Check an image against the signature policy without pulling it; exit 0 only if accepted."""
+
+    def action() -> None:
+        from sealpod.oci.platform import host_platform
+        from sealpod.oci.source import open_store, parse_location, resolve
+
+        location = parse_location(image)
+        store = open_store(location, registry_options(tls_verify, ca_file))
+        try:
+            resolved = resolve(store, host_platform())
+            scope = enforce(location, store, resolved, policy, registries_d)
+        finally:
+            store.close()
+        out_console.print(
+            escape(f"accepted: {location} ({resolved.index_digest or resolved.manifest_digest}) satisfies {scope}")
+        )
 
     run(action)

@@ -17,6 +17,7 @@ from sealpod.cli.common import (
     registry_options,
     run,
 )
+from sealpod.cli.policy import PolicyOption, RegistriesDOption, enforce
 
 if TYPE_CHECKING:
     from sealpod.oci.models import Platform
@@ -42,6 +43,11 @@ def pull(
     tls_verify: TlsVerify = "true",
     ca_file: CaFile = None,
     allow_devices: Annotated[bool, typer.Option(help="Create device nodes from the layers (root only).")] = False,
+    policy: PolicyOption = None,
+    registries_d: RegistriesDOption = None,
+    insecure_policy: Annotated[
+        bool, typer.Option("--insecure-policy", help="Skip the signature policy (accept anything), as skopeo's.")
+    ] = False,
     decryption_key: Annotated[
         list[str] | None,
         typer.Option(
@@ -51,21 +57,30 @@ def pull(
         ),
     ] = None,
 ) -> None:
-    """Pull IMAGE and unpack it into --rootfs: every blob is verified and nothing is kept unless all are."""
+    """Pull IMAGE and unpack it into --rootfs.
+
+    The signature policy is enforced before any layer is fetched; every blob is verified while it streams, and
+    nothing is kept unless all of it verified.
+    """
 
     def action() -> None:
         from sealpod.cli.progress import progress_events
-        from sealpod.oci.pull import unpack_image
+        from sealpod.oci.pull import check_target, unpack_image
         from sealpod.oci.source import open_store, parse_location, resolve
         from sealpod.oci.unpack import UnpackOptions
         from sealpod.ocicrypt.layers import DecryptionKeys, LayerDecryption
 
+        check_target(rootfs.absolute())
         keys = DecryptionKeys()
         for item in decryption_key or []:
             keys.add(item)
         store = open_store(parse_location(image), registry_options(tls_verify, ca_file))
         try:
+            location = parse_location(image)
             resolved = resolve(store, platform_or_host(platform))
+            if not insecure_policy:
+                scope = enforce(location, store, resolved, policy, registries_d)
+                err_console.print(escape(f"signature policy: accepted ({scope})"))
             transform = LayerDecryption(resolved.manifest, keys)
             with progress_events() as events:
                 events.resolved(resolved)

@@ -107,7 +107,8 @@ def _drain(chunks: Iterator[bytes]) -> None:
         pass
 
 
-def _prepare_target(target: Path) -> None:
+def check_target(target: Path) -> None:
+    """Refuse a target that exists and is not an empty directory (callers may check before any network work)."""
     if target.is_symlink() or (target.exists() and not target.is_dir()):
         raise UnpackError(f"{target} exists and is not a directory")
     if target.is_dir() and any(target.iterdir()):
@@ -129,7 +130,7 @@ def unpack_image(
     """Unpack a resolved image's layers into ``target`` (new or empty), atomically."""
     events = events or PullEvents()
     target = target.absolute()
-    _prepare_target(target)
+    check_target(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     result = PullResult(image, target)

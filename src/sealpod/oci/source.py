@@ -105,6 +105,10 @@ class ImageStore(Protocol):
         """Store a manifest under the location's tag; return its digest."""
         ...
 
+    def put_manifest_as(self, raw: bytes, media_type: str, reference: str) -> str:
+        """Store a manifest under another tag of the same repository; return its digest."""
+        ...
+
     def close(self) -> None:
         """Release connections."""
         ...
@@ -141,6 +145,9 @@ class RegistryStore:
     def put_manifest(self, raw: bytes, media_type: str) -> str:
         return self.client.push_manifest(self.reference.path, self.reference.selector, raw, media_type)
 
+    def put_manifest_as(self, raw: bytes, media_type: str, reference: str) -> str:
+        return self.client.push_manifest(self.reference.path, reference, raw, media_type)
+
     def close(self) -> None:
         self.client.close()
 
@@ -175,8 +182,11 @@ class LayoutStore:
         return self.layout.put_blob(counted(chunks, progress))
 
     def put_manifest(self, raw: bytes, media_type: str) -> str:
+        return self.put_manifest_as(raw, media_type, self.tag)
+
+    def put_manifest_as(self, raw: bytes, media_type: str, reference: str | None) -> str:
         descriptor = self.layout.put_bytes(raw, media_type)
-        self.layout.tag(descriptor, self.tag)
+        self.layout.tag(descriptor, reference)
         return descriptor.digest
 
     def close(self) -> None:

@@ -1,0 +1,46 @@
+"""Policy enforcement shared by ``sealpod pull`` and ``sealpod image verify``: it glues the signature package to an
+image location and store (which the signature package never opens itself)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from sealpod.oci.source import ImageLocation, ImageStore, ResolvedImage
+
+PolicyOption = Annotated[
+    Path | None,
+    typer.Option("--policy", help="containers-policy.json to enforce [default: /etc/containers/policy.json]"),
+]
+RegistriesDOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--registries-d",
+        help="registries.d directory (lookaside, use-sigstore-attachments) "
+        "[default: ~/.config/containers/registries.d if it exists, else /etc/containers/registries.d]",
+    ),
+]
+
+
+def enforce(
+    location: ImageLocation,
+    store: ImageStore,
+    image: ResolvedImage,
+    policy_path: Path | None,
+    registries_d: Path | None,
+) -> str:
+    """Evaluate the policy for the image's top-level manifest; raise ``SignatureError`` when refused."""
+    from sealpod.signature.policy import ImageUnderCheck, load_policy
+    from sealpod.signature.registriesd import RegistriesD
+    from sealpod.signature.verifier import ImageSignatures
+
+    policy = load_policy(policy_path)
+    digest = image.index_digest or image.manifest_digest
+    subject = ImageUnderCheck(location.transport, location.reference, digest, path=location.path)
+    signatures = ImageSignatures(
+        location.reference, digest, store if location.transport == "docker" else None, RegistriesD.load(registries_d)
+    )
+    return policy.evaluate(subject, signatures)
