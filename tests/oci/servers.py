@@ -126,12 +126,15 @@ class TokenService:
 
 
 @contextmanager
-def flaky_proxy(upstream: str, failures: int, status: int = 503) -> Iterator[tuple[str, list[int]]]:
+def flaky_proxy(
+    upstream: str, failures: int, status: int = 503, requests: list[str] | None = None
+) -> Iterator[tuple[str, list[int]]]:
     """A forwarding proxy to ``upstream`` (host:port) that answers ``status`` to the first ``failures`` GETs.
 
-    Yields its host:port and the list of statuses it answered, in order.
+    Yields its host:port and the list of statuses it answered, in order; ``requests`` collects "METHOD path".
     """
     answered: list[int] = []
+    seen = requests if requests is not None else []
     remaining = [failures]
     client = httpx.Client()
 
@@ -140,6 +143,7 @@ def flaky_proxy(upstream: str, failures: int, status: int = 503) -> Iterator[tup
             pass
 
         def _forward(self) -> None:
+            seen.append(f"{self.command} {self.path}")
             if remaining[0] > 0 and self.command == "GET":
                 remaining[0] -= 1
                 answered.append(status)
