@@ -84,3 +84,15 @@ class PolicyError(UsageError):
 
 class SignatureError(SealpodError):
     """An image's signatures do not satisfy the policy, or a signature is malformed or does not verify."""
+
+
+class AttestationError(SealpodError):
+    """Evidence was malformed, or did not verify."""
+
+
+class QuoteFormatError(AttestationError):
+    """A quote (or its certification data) is malformed; the message names the field and offset."""
+
+
+class CollateralError(AttestationError):
+    """Verification collateral (TCB info, QE identity, CRLs, chains) is malformed, unsigned or out of date."""
