@@ -173,8 +173,8 @@ class Collateral:
             raise CollateralError("QE identity response lacks 'enclaveIdentity' or 'signature'")
         return cls(
             pck_crl_issuer_chain=_pem_chain(pck_crl_issuer_chain, "PCK CRL issuer chain"),
-            root_ca_crl=_der_crl(root_ca_crl),
-            pck_crl=_der_crl(pck_crl),
+            root_ca_crl=der_crl(root_ca_crl),
+            pck_crl=der_crl(pck_crl),
             tcb_info_issuer_chain=_pem_chain(tcb_info_issuer_chain, "TCB info issuer chain"),
             tcb_info=tcb["tcbInfo"],
             tcb_info_signature=_hex(json.loads(tcb["signature"]), "TCB info signature"),
@@ -184,7 +184,8 @@ class Collateral:
         )
 
 
-def _der_crl(data: bytes) -> bytes:
+def der_crl(data: bytes) -> bytes:
+    """A CRL given as DER, PEM or hex, as DER."""
     if data.lstrip().startswith(b"-----BEGIN"):
         try:
             return x509.load_pem_x509_crl(data).public_bytes(Encoding.DER)
