@@ -36,7 +36,10 @@ def test_parsed_fields(case_id: str) -> None:
     quote = parse_quote(raw)
     header = case["header"]
     assert (quote.header.version, quote.header.att_key_type, quote.header.tee_type) == (
-        header["version"], header["att_key_type"], header["tee_type"])
+        header["version"],
+        header["att_key_type"],
+        header["tee_type"],
+    )
     assert (quote.header.qe_svn, quote.header.pce_svn) == (header["qe_svn"], header["pce_svn"])
     assert quote.header.qe_vendor_id.hex() == header["qe_vendor_id"]
     assert quote.header.user_data.hex() == header["user_data"]
@@ -83,15 +86,18 @@ def test_verdict_at_verify_at_and_refusal_past_the_window(case_id: str) -> None:
         verdict = verifier.verify(raw, collateral, now=case["verify_at"], allow_debug=True)
         assert verdict.status == case["reference"]["status"]
     assert (verdict.window.not_before, verdict.window.not_after) == (
-        case["validity_window"]["not_before"], case["validity_window"]["not_after"])
+        case["validity_window"]["not_before"],
+        case["validity_window"]["not_after"],
+    )
     assert verdict.collateral_expired is False
     assert verdict.tcb_date == case["reference"]["matched_tcb_date"]
     for edge in (case["validity_window"]["not_before"], case["validity_window"]["not_after"]):
         assert verifier.verify(raw, collateral, now=edge, allow_debug=True).status == verdict.status
     with pytest.raises(AttestationError, match="not valid at"):
         verifier.verify(raw, collateral, now=case["validity_window"]["not_after"] + 1, allow_debug=True)
-    late = verifier.verify(raw, collateral, now=case["validity_window"]["not_after"] + 1, allow_debug=True,
-                           allow_expired=True)
+    late = verifier.verify(
+        raw, collateral, now=case["validity_window"]["not_after"] + 1, allow_debug=True, allow_expired=True
+    )
     assert late.collateral_expired is True
 
 

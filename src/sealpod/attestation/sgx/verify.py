@@ -372,8 +372,14 @@ class DcapVerifier:
         quote = parse_quote(raw_quote)
         if quote.header.qe_vendor_id != INTEL_QE_VENDOR_ID:
             raise QuoteVerificationError(f"unknown QE vendor ID {quote.header.qe_vendor_id.hex()}")
-        pck = self._check_pck(quote)
-        checked = self._check_collateral(collateral)
+        try:
+            pck = self._check_pck(quote)
+        except ValueError as err:  # cryptography parses certificate fields lazily
+            raise QuoteFormatError(f"the quote's PCK certificate chain is malformed: {err}") from None
+        try:
+            checked = self._check_collateral(collateral)
+        except ValueError as err:
+            raise CollateralError(f"the collateral's certificates or CRLs are malformed: {err}") from None
         if pck.root is not checked.root:
             raise QuoteVerificationError("the quote's PCK chain and the collateral end in different roots")
         if checked.root_crl.get_revoked_certificate_by_serial_number(pck.intermediate.serial_number) is not None:
@@ -405,7 +411,10 @@ class DcapVerifier:
         if quote.qe_report.report_data != expected:
             raise QuoteVerificationError("the QE report does not bind the attestation key (report_data mismatch)")
         qe_status, qe_advisories = self._qe_status(quote, qe_id)
-        key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + quote.attestation_key)
+        try:
+            key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + quote.attestation_key)
+        except ValueError:
+            raise QuoteVerificationError("the quote's attestation key is not a P-256 point") from None
         _raw_sig(key, quote.isv_signature, quote.signed, "the ISV enclave report signature")
         platform_status, platform_advisories, tcb_date = self._platform_status(pck.extension, tcb)
         status = _converge(platform_status, qe_status)
