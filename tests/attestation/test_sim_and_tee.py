@@ -42,7 +42,7 @@ def test_sim_quote_verifies_and_carries_the_identity(platform: SimPlatform) -> N
 
 def test_sim_root_is_refused_unless_trusted(platform: SimPlatform) -> None:
     quote = platform.quote(report_data=b"x", mr_enclave=MRE, mr_signer=MRS)
-    with pytest.raises(AttestationError, match="untrusted root .*sealpod sim SGX Root CA"):
+    with pytest.raises(AttestationError, match=r"untrusted root .*sealpod sim SGX Root CA"):
         DcapVerifier().verify(quote, platform.collateral(), now=int(time.time()))
 
 
