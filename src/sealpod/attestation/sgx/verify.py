@@ -183,7 +183,7 @@ class SgxVerdict:
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
     def claims(self) -> dict[str, Any]:
-        """Claims in trustee's naming (``input.sgx.*``): raw little-endian fields as hex."""
+        """Claims in trustee's naming (``input.sgx.*``): raw little-endian fields as hex, flat ``attributes.*``."""
         h, b = self.quote.header.raw, self.quote.report
         return {
             "header": {
@@ -198,17 +198,27 @@ class SgxVerdict:
             "body": {
                 "cpu_svn": b.cpu_svn.hex(),
                 "misc_select": b.raw[16:20].hex(),
+                "reserved1": b.raw[20:32].hex(),
                 "isv_ext_prod_id": b.isv_ext_prod_id.hex(),
-                "attributes": {"flags": b.attributes[:8].hex(), "xfrm": b.attributes[8:].hex()},
+                "attributes.flags": b.attributes[:8].hex(),
+                "attributes.xfrm": b.attributes[8:].hex(),
                 "mr_enclave": b.mr_enclave.hex(),
+                "reserved2": b.raw[96:128].hex(),
                 "mr_signer": b.mr_signer.hex(),
+                "reserved3": b.raw[160:192].hex(),
                 "config_id": b.config_id.hex(),
                 "isv_prod_id": b.raw[256:258].hex(),
                 "isv_svn": b.raw[258:260].hex(),
                 "config_svn": b.raw[260:262].hex(),
+                "reserved4": b.raw[262:304].hex(),
                 "isv_family_id": b.isv_family_id.hex(),
                 "report_data": b.report_data.hex(),
             },
+            "tcb_date": self.tcb_date,
+            "tcb_eval_num": self.tcb_evaluation_data_number,
+            "sgx_type": "Scalable" if self.pck.sgx_type == 1 else "Standard",
+            "earliest_issue_date": _iso_time(self.window.not_before),
+            "earliest_expiration_date": _iso_time(self.window.not_after),
             "tcb_status": self.status,
             "advisory_ids": list(self.advisory_ids),
             "collateral_expiration_status": "1" if self.collateral_expired else "0",
