@@ -45,7 +45,7 @@ def test_same_verdicts_as_dcap_qvl(case: dict) -> None:  # type: ignore[type-arg
             assert sorted(ours.advisory_ids) == sorted(theirs.advisory_ids)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(NON_DEBUG), st.data())
 def test_mutated_quotes_are_refused_like_dcap_qvl(case: dict, data: st.DataObject) -> None:  # type: ignore[type-arg]
     raw = bytearray((DATA / case["quote"]).read_bytes())

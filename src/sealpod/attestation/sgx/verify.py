@@ -16,7 +16,7 @@ from importlib import resources
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -384,11 +384,11 @@ class DcapVerifier:
             raise QuoteVerificationError(f"unknown QE vendor ID {quote.header.qe_vendor_id.hex()}")
         try:
             pck = self._check_pck(quote)
-        except ValueError as err:  # cryptography parses certificate fields lazily
+        except (ValueError, UnsupportedAlgorithm) as err:  # cryptography parses certificate fields lazily
             raise QuoteFormatError(f"the quote's PCK certificate chain is malformed: {err}") from None
         try:
             checked = self._check_collateral(collateral)
-        except ValueError as err:
+        except (ValueError, UnsupportedAlgorithm) as err:
             raise CollateralError(f"the collateral's certificates or CRLs are malformed: {err}") from None
         if pck.root is not checked.root:
             raise QuoteVerificationError("the quote's PCK chain and the collateral end in different roots")
