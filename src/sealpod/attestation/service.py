@@ -1,0 +1,161 @@
+"""The attestation service: verify a TEE's evidence, check its report-data binding, appraise the claims with the
+Rego attestation policy against the reference values, and sign an EAR token.
+
+TEE verifiers: ``sgx`` (the DCAP verifier; Intel's root always, the simulated platform's root only with
+``allow_sim``) and trustee's ``sample`` (no hardware, no signature; only when ``allow_sample``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from sealpod.attestation import ear, rego
+from sealpod.attestation.sgx.collateral import Collateral
+from sealpod.attestation.sgx.quote import parse_quote
+from sealpod.attestation.sgx.verify import DcapVerifier, TrustedRoot, intel_root
+from sealpod.errors import AttestationError
+
+#: Collateral for a quote: (FMSPC, PCK CA type) -> Collateral.
+CollateralSource = Callable[[bytes, str], Collateral]
+DEFAULT_ACCEPTABLE_TCB = ("UpToDate", "SWHardeningNeeded")
+
+
+@dataclass
+class AttestationSettings:
+    """How evidence is appraised."""
+
+    allow_sim: bool = False
+    sim_roots: list[TrustedRoot] = field(default_factory=list)
+    allow_sample: bool = False
+    allow_debug: bool = False
+    acceptable_tcb_statuses: tuple[str, ...] = DEFAULT_ACCEPTABLE_TCB
+    token_lifetime: int = 300
+    issuer: str = "sealpod-kbs"
+
+
+@dataclass(frozen=True)
+class Appraisal:
+    """An accepted piece of evidence: the token and what went into it."""
+
+    token: str
+    claims: dict[str, Any]
+    vector: dict[str, int]
+
+
+class AttestationService:
+    """Evidence in, EAR token out."""
+
+    def __init__(
+        self, settings: AttestationSettings, signing_key: ec.EllipticCurvePrivateKey, collateral: CollateralSource
+    ) -> None:
+        self.settings = settings
+        self.signing_key = signing_key
+        self.collateral = collateral
+        roots = [TrustedRoot.from_der("intel", intel_root())]
+        if settings.allow_sim:
+            roots.extend(settings.sim_roots)
+        self.verifier = DcapVerifier(roots)
+
+    def _sgx(self, evidence: Any, expected: bytes, now: int) -> dict[str, Any]:
+        if not isinstance(evidence, dict) or not isinstance(evidence.get("quote"), str):
+            raise AttestationError('SGX evidence must be {"quote": "<base64>"}')
+        try:
+            raw = base64.b64decode(evidence["quote"], validate=True)
+        except (binascii.Error, ValueError):
+            raise AttestationError("the SGX quote is not base64") from None
+        quote = parse_quote(raw)
+        from cryptography import x509
+
+        from sealpod.attestation.sgx.pck import parse_pck_extension
+        from sealpod.attestation.sgx.pcs import pck_ca_type
+
+        leaf = x509.load_pem_x509_certificates(quote.certification_data.rstrip(b"\0"))[0]
+        collateral = self.collateral(parse_pck_extension(leaf).fmspc, pck_ca_type(quote))
+        verdict = self.verifier.verify(raw, collateral, now=now, allow_debug=self.settings.allow_debug)
+        if verdict.quote.report.report_data != expected.ljust(64, b"\0")[:64]:
+            raise AttestationError(
+                "the quote's report data does not bind this session's nonce and tee-pubkey",
+                hint="the evidence was made for another challenge (a replay?) or the tee-pubkey was substituted",
+            )
+        claims = verdict.claims()
+        claims.update(
+            isv_prod_id=verdict.quote.report.isv_prod_id,
+            isv_svn=verdict.quote.report.isv_svn,
+            debug=verdict.quote.report.debug,
+        )
+        return claims
+
+    def _sample(self, evidence: Any, expected: bytes) -> dict[str, Any]:
+        if not self.settings.allow_sample:
+            raise AttestationError("the 'sample' TEE is disabled", hint="it proves nothing; enable it only for tests")
+        if not isinstance(evidence, dict):
+            raise AttestationError("sample evidence must be a JSON object")
+        try:
+            digest = base64.b64decode(str(evidence.get("report_data", "")), validate=True)
+        except (binascii.Error, ValueError):
+            raise AttestationError("sample report_data is not base64") from None
+        if digest.ljust(64, b"\0")[:64] != expected.ljust(64, b"\0")[:64]:
+            raise AttestationError("the sample evidence's report data does not bind this session")
+        return {
+            "svn": str(evidence.get("svn", "")),
+            "report_data": digest.hex(),
+            "launch_digest": "",
+            "platform_version": {},
+            "debug": False,
+        }
+
+    def appraise(
+        self,
+        tee: str,
+        evidence: Any,
+        expected_report_data: bytes,
+        runtime_data: dict[str, Any],
+        *,
+        policy: str,
+        policy_id: str,
+        references: dict[str, list[Any]],
+        now: int,
+        init_data: dict[str, Any] | None = None,
+    ) -> Appraisal:
+        """Verify and appraise; raise :class:`AttestationError` saying why when the evidence is not acceptable."""
+        if tee == "sgx":
+            claims = self._sgx(evidence, expected_report_data, now)
+        elif tee == "sample":
+            claims = self._sample(evidence, expected_report_data)
+        else:
+            raise AttestationError(f"TEE {tee!r} is not supported by this attestation service (sgx is)")
+        annotated = {
+            tee: claims,
+            "report_data": expected_report_data.hex(),
+            "runtime_data_claims": runtime_data,
+            "init_data": hashlib.sha256(json.dumps(init_data).encode()).hexdigest() if init_data else None,
+            "init_data_claims": init_data,
+        }
+        vector = rego.evaluate(
+            policy,
+            "data.policy.trust_claims",
+            annotated,
+            {"sgx": {"acceptable_tcb_statuses": list(self.settings.acceptable_tcb_statuses)}},
+            references,
+        )
+        if not isinstance(vector, dict) or set(vector) != set(ear.TRUST_CLAIMS):
+            raise AttestationError(f"attestation policy {policy_id!r} did not produce an AR4SI trust vector")
+        vector = {k: int(v) for k, v in vector.items()}
+        token = ear.issue(
+            self.signing_key,
+            issuer=self.settings.issuer,
+            policy_id=policy_id,
+            vector=vector,
+            annotated_evidence=annotated,
+            now=now,
+            lifetime=self.settings.token_lifetime,
+        )
+        return Appraisal(token, annotated, vector)

@@ -1,0 +1,129 @@
+"""KBS protocol 0.4.0 messages, trustee's error bodies, and the report-data binding (RFC 8785 JCS + SHA-384)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from sealpod.errors import SealpodError
+
+PROTOCOL_VERSION = "0.4.0"
+ERROR_TYPE_PREFIX = "https://github.com/confidential-containers/kbs/errors/"
+SESSION_COOKIE = "kbs-session-id"
+RESOURCE_COMPONENT = re.compile(r"^[a-zA-Z0-9_\-]+[a-zA-Z0-9_\-.]*$")
+
+
+class KbsError(SealpodError):
+    """An error with trustee's variant name and HTTP status (404 only for path and plugin errors, else 401)."""
+
+    def __init__(self, variant: str, detail: str, *, status: int | None = None, hint: str | None = None) -> None:
+        super().__init__(detail, hint=hint)
+        self.variant = variant
+        self.status = status or (404 if variant in ("InvalidRequestPath", "PluginNotFound") else 401)
+
+    def body(self) -> dict[str, str]:
+        """trustee's JSON error body."""
+        return {"type": ERROR_TYPE_PREFIX + self.variant, "detail": str(self)}
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Request(_Message):
+    """The TEE's first message."""
+
+    version: str
+    tee: str
+    extra_params: Any = Field(default=None, alias="extra-params")
+
+
+class RuntimeData(_Message):
+    """What the evidence binds: the nonce and the TEE's public key."""
+
+    nonce: str
+    tee_pubkey: dict[str, Any] = Field(alias="tee-pubkey")
+
+
+class TeeEvidence(_Message):
+    """The TEE-specific evidence."""
+
+    primary_evidence: Any
+    additional_evidence: str = ""
+
+
+class InitData(_Message):
+    """Optional init-data (its digest is in the evidence's init-data field where the TEE has one)."""
+
+    format: str
+    body: str
+
+
+class Attestation(_Message):
+    """The TEE's evidence message."""
+
+    init_data: InitData | None = Field(default=None, alias="init-data")
+    runtime_data: RuntimeData = Field(alias="runtime-data")
+    tee_evidence: TeeEvidence = Field(alias="tee-evidence")
+
+
+def parse_message(model: type[_Message], raw: bytes, what: str) -> Any:
+    """Validate a request body; refusals are trustee's ``InvalidRequest`` naming the field."""
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(body)"
+        raise KbsError("InvalidRequest", f"malformed {what}: {where}: {first['msg']}") from None
+
+
+def _jcs_string(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
+
+
+def jcs(value: Any) -> bytes:
+    """RFC 8785 canonical JSON of JSON-compatible data (integers only, no floats)."""
+
+    def encode(item: Any) -> str:
+        if item is None:
+            return "null"
+        if item is True:
+            return "true"
+        if item is False:
+            return "false"
+        if isinstance(item, int):
+            return str(item)
+        if isinstance(item, str):
+            return _jcs_string(item)
+        if isinstance(item, list | tuple):
+            return "[" + ",".join(encode(x) for x in item) + "]"
+        if isinstance(item, dict):
+            keys = sorted(item, key=lambda k: k.encode("utf-16-be"))
+            return "{" + ",".join(f"{_jcs_string(k)}:{encode(item[k])}" for k in keys) + "}"
+        raise TypeError(f"JCS: {type(item).__name__} values are not supported here")
+
+    return encode(value).encode()
+
+
+def report_data(
+    nonce: str, tee_pubkey: dict[str, Any], additional_evidence: str = "", algorithm: str = "sha384"
+) -> bytes:
+    """``H(JCS({"additional-evidence", "nonce", "tee-pubkey"}))``: what the evidence's report data must hold."""
+    canonical = jcs({"additional-evidence": additional_evidence, "nonce": nonce, "tee-pubkey": tee_pubkey})
+    return hashlib.new(algorithm, canonical).digest()
+
+
+def check_resource_path(repository: str, kind: str, tag: str) -> str:
+    """``repo/type/tag`` after checking each component as trustee does."""
+    for part in (repository, kind, tag):
+        if not RESOURCE_COMPONENT.match(part):
+            raise KbsError(
+                "InvalidRequestPath",
+                f"resource path component {part!r} is not allowed",
+                hint="components are letters, digits, '_', '-' and '.' (not first)",
+            )
+    return f"{repository}/{kind}/{tag}"

@@ -1,0 +1,415 @@
+"""The KBS HTTP API (trustee protocol 0.4.0) as an ASGI app: RCAR handshake, resources, policies, reference values,
+health and Prometheus metrics. State lives in the configured store, so any number of processes can serve one
+client's steps interchangeably."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import os
+import secrets
+import time
+import uuid
+from collections import Counter
+from email.utils import formatdate
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from sealpod.attestation import ear, rego
+from sealpod.attestation.service import AttestationService, AttestationSettings
+from sealpod.attestation.sgx.collateral import Collateral
+from sealpod.errors import AttestationError, SealpodError
+from sealpod.jose import JoseError
+from sealpod.kbs import resource_jwe
+from sealpod.kbs.admin import AdminAuth
+from sealpod.kbs.config import KbsConfig, load_config
+from sealpod.kbs.protocol import (
+    PROTOCOL_VERSION,
+    SESSION_COOKIE,
+    Attestation,
+    KbsError,
+    check_resource_path,
+    parse_message,
+    report_data,
+)
+from sealpod.kbs.protocol import (
+    Request as AuthRequest,
+)
+from sealpod.kbs.storage import Session, Storage
+
+log = logging.getLogger(__name__)
+CONFIG_ENV = "SEALPOD_KBS_CONFIG"
+ATTESTATION_POLICY_ID = "default_cpu"
+REFERENCE_LIFETIME = 365 * 24 * 3600
+
+
+def _load_or_create_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    if path.exists():
+        key = serialization.load_pem_private_key(path.read_bytes(), None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise SealpodError(f"{path} is not an EC private key")
+        return key
+    key = ec.generate_private_key(ec.SECP256R1())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+    return key
+
+
+class CollateralProvider:
+    """Collateral for a quote: the sim platform's (when allowed), a directory of QVL JSON files, or a PCCS."""
+
+    def __init__(self, config: KbsConfig) -> None:
+        self.config = config.attestation
+        self._sim: tuple[float, Collateral] | None = None
+        self._pcs: Any = None
+
+    def __call__(self, fmspc: bytes, ca: str) -> Collateral:
+        from sealpod.tee.sim import SIM_FMSPC, SimPlatform
+
+        if self.config.allow_sim and fmspc == SIM_FMSPC:
+            if self._sim is None or time.time() - self._sim[0] > 3600:
+                self._sim = (time.time(), SimPlatform.load(self.config.sim_dir).collateral())
+            return self._sim[1]
+        if self.config.collateral_dir is not None:
+            path = self.config.collateral_dir / f"{fmspc.hex().upper()}_{ca}.json"
+            if path.exists():
+                return Collateral.from_qvl_json(path.read_bytes())
+        if self.config.pccs_url:
+            from sealpod.attestation.sgx.pcs import PcsClient
+            from sealpod.config import state_dir
+
+            if self._pcs is None:
+                self._pcs = PcsClient(self.config.pccs_url, state_dir() / "pcs-cache")
+            collateral: Collateral = self._pcs.collateral(fmspc, ca)
+            return collateral
+        raise AttestationError(
+            f"no collateral for FMSPC {fmspc.hex().upper()} ({ca} CA)",
+            hint="configure attestation.pccs_url or attestation.collateral_dir",
+        )
+
+
+class Kbs:
+    """The service: configuration, store, attestation service, admin auth, counters."""
+
+    def __init__(self, config: KbsConfig) -> None:
+        self.config = config
+        self.storage = Storage(config.storage_url())
+        self.signing_key = _load_or_create_key(config.signing_key_path())
+        sim_roots = []
+        if config.attestation.allow_sim:
+            from sealpod.tee.sim import SimPlatform
+
+            sim_roots.append(SimPlatform.load(config.attestation.sim_dir).root)
+        settings = AttestationSettings(
+            allow_sim=config.attestation.allow_sim,
+            sim_roots=sim_roots,
+            allow_sample=config.attestation.allow_sample,
+            allow_debug=config.attestation.allow_debug,
+            acceptable_tcb_statuses=tuple(config.attestation.acceptable_tcb_statuses),
+            token_lifetime=config.attestation.token_lifetime,
+        )
+        self.attestation = AttestationService(settings, self.signing_key, CollateralProvider(config))
+        self.admin = AdminAuth(config.admin)
+        self.counters: Counter[str] = Counter()
+
+    # -- helpers -----------------------------------------------------------------------------------------------
+
+    def _session(self, request: Request) -> Session:
+        session_id = request.cookies.get(SESSION_COOKIE)
+        if not session_id:
+            raise KbsError("AttestationError", "Attestation error: no kbs-session-id cookie: call /kbs/v0/auth first")
+        session = self.storage.get_session(session_id)
+        if session is None:
+            raise KbsError(
+                "AttestationError",
+                "Attestation error: unknown session (it expired, or another KBS store issued it)",
+                hint="start again with /kbs/v0/auth",
+            )
+        if session.expires < int(time.time()):
+            raise KbsError(
+                "AttestationError", "Attestation error: the session has expired", hint="start again with /kbs/v0/auth"
+            )
+        return session
+
+    def _policy(self, kind: str, policy_id: str, packaged: str) -> str:
+        return self.storage.get_policy(kind, policy_id) or rego.packaged(packaged)
+
+    def _cookie(self, response: Response, session: Session) -> None:
+        response.headers["Set-Cookie"] = (
+            f"{SESSION_COOKIE}={session.id}; Expires={formatdate(session.expires, usegmt=True)}; Path=/kbs; HttpOnly"
+        )
+
+    def _admin(self, request: Request) -> str:
+        return self.admin.check(request.headers.get("Authorization"), f"{request.method} {request.url.path}")
+
+    async def _body(self, request: Request) -> bytes:
+        body = await request.body()
+        if len(body) > self.config.http.max_body_bytes:
+            raise KbsError("InvalidRequest", f"request body over {self.config.http.max_body_bytes} bytes", status=413)
+        return body
+
+    # -- RCAR --------------------------------------------------------------------------------------------------
+
+    async def auth(self, request: Request) -> Response:
+        message: AuthRequest = parse_message(AuthRequest, await self._body(request), "Request")
+        if message.version != PROTOCOL_VERSION:
+            raise KbsError(
+                "AttestationError",
+                f"Attestation error: KBS Client Protocol Version Mismatch: the client "
+                f"speaks {message.version}, this KBS {PROTOCOL_VERSION}",
+                hint=f"use a client of protocol {PROTOCOL_VERSION}",
+            )
+        session = Session(
+            uuid.uuid4().hex,
+            base64.b64encode(secrets.token_bytes(32)).decode(),
+            message.tee,
+            int(time.time()) + self.config.attestation.session_lifetime,
+            None,
+            None,
+        )
+        self.storage.create_session(session)
+        response = JSONResponse({"nonce": session.nonce, "extra-params": ""})
+        self._cookie(response, session)
+        return response
+
+    async def attest(self, request: Request) -> Response:
+        session = self._session(request)
+        message: Attestation = parse_message(Attestation, await self._body(request), "Attestation")
+        evidence_digest = hashlib.sha256(
+            json.dumps(message.tee_evidence.primary_evidence, sort_keys=True).encode()
+        ).hexdigest()
+        if session.token is not None:
+            if session.evidence_digest == evidence_digest:
+                response = JSONResponse({"token": session.token})
+                self._cookie(response, session)
+                return response
+            raise KbsError(
+                "AttestationError",
+                "Attestation error: this session is already attested with other evidence",
+                hint="start a new handshake with /kbs/v0/auth",
+            )
+        if message.runtime_data.nonce != session.nonce:
+            raise KbsError(
+                "AttestationError",
+                "Attestation error: runtime-data.nonce is not this session's nonce",
+                hint="answer the challenge of this session's /auth",
+            )
+        try:
+            expected = report_data(
+                session.nonce, message.runtime_data.tee_pubkey, message.tee_evidence.additional_evidence
+            )
+            resource_jwe.encrypt(b"", message.runtime_data.tee_pubkey)  # the key must be usable for the JWE
+        except (JoseError, TypeError) as err:
+            raise KbsError("AttestationError", f"Attestation error: unusable tee-pubkey: {err}") from None
+        try:
+            appraisal = self.attestation.appraise(
+                session.tee,
+                message.tee_evidence.primary_evidence,
+                expected,
+                {"nonce": session.nonce, "tee-pubkey": message.runtime_data.tee_pubkey},
+                policy=self._policy("attestation", ATTESTATION_POLICY_ID, "default_sgx.rego"),
+                policy_id=ATTESTATION_POLICY_ID,
+                references=self.storage.references(),
+                now=int(time.time()),
+                init_data=message.init_data.model_dump() if message.init_data else None,
+            )
+        except AttestationError as err:
+            self.counters["attestation_failures"] += 1
+            raise KbsError("AttestationError", f"Attestation error: {err}", hint=err.hint) from None
+        if not self.storage.attest_session(session.id, appraisal.token, evidence_digest):
+            raise KbsError("AttestationError", "Attestation error: the session was attested concurrently")
+        self.counters["attestations"] += 1
+        response = JSONResponse({"token": appraisal.token})
+        self._cookie(response, session)
+        return response
+
+    def _token_claims(self, request: Request) -> dict[str, Any]:
+        authorization = request.headers.get("Authorization", "")
+        if authorization.startswith("Bearer "):
+            token: str | None = authorization[len("Bearer ") :]
+        else:
+            token = self._session(request).token if request.cookies.get(SESSION_COOKIE) else None
+        if not token:
+            raise KbsError("TokenNotFound", "Attestation Token not found: attest first, or send it as a Bearer token")
+        try:
+            return ear.verify(token, self.signing_key.public_key())
+        except JoseError as err:
+            raise KbsError(
+                "TokenVerifierError", f"Token Verifier error: {err}", hint="attest again to get a fresh token"
+            ) from None
+
+    async def resource(self, request: Request) -> Response:
+        p = request.path_params
+        path = check_resource_path(p["repository"], p["type"], p["tag"])
+        if request.method in ("POST", "DELETE"):
+            self._admin(request)
+            if request.method == "POST":
+                self.storage.put_resource(path, await self._body(request))
+            elif not self.storage.delete_resource(path):
+                raise KbsError("PluginInternalError", f"Plugin internal error: resource {path} does not exist")
+            return Response(status_code=200)
+        claims = self._token_claims(request)
+        data = {"plugin": "resource", "resource-path": path.split("/"), "query": dict(request.query_params)}
+        allowed = rego.evaluate(
+            self._policy("resource", "default", "default_resource.rego"), "data.policy.allow", claims, data
+        )
+        if allowed is not True:
+            self.counters["policy_denials"] += 1
+            status = claims.get("submods", {}).get("cpu0", {}).get("ear.status")
+            raise KbsError(
+                "PolicyDeny",
+                f"Access denied by policy: resource {path} (attestation status {status!r})",
+                hint="register the enclave's reference values, or change the resource policy",
+            )
+        secret = self.storage.get_resource(path)
+        if secret is None:
+            raise KbsError(
+                "PluginInternalError",
+                f"Plugin internal error: resource {path} does not exist",
+                hint="put it with 'sealpod kbs resource put'",
+            )
+        try:
+            tee_pubkey = claims["submods"]["cpu0"]["ear.veraison.annotated-evidence"]["runtime_data_claims"][
+                "tee-pubkey"
+            ]
+            jwe = resource_jwe.encrypt(secret, tee_pubkey)
+        except (KeyError, TypeError, JoseError) as err:
+            raise KbsError("JweError", f"JWE failed: {err}") from None
+        self.counters["resources_released"] += 1
+        return JSONResponse(jwe)
+
+    # -- admin -------------------------------------------------------------------------------------------------
+
+    async def attestation_policy(self, request: Request) -> Response:
+        self._admin(request)
+        if request.method == "GET":
+            policy_id = request.path_params.get("policy_id", ATTESTATION_POLICY_ID)
+            return PlainTextResponse(self._policy("attestation", policy_id, "default_sgx.rego"))
+        body = json.loads(await self._body(request) or b"{}")
+        if body.get("type", "rego") != "rego" or not isinstance(body.get("policy"), str):
+            raise KbsError(
+                "InvalidRequest", 'attestation policy must be {"type":"rego","policy_id":..,"policy":"<base64url>"}'
+            )
+        text = _b64url_text(body["policy"])
+        rego.evaluate(text, "data.policy.trust_claims", {}, {}, {})  # refuse a policy that does not compile
+        self.storage.set_policy("attestation", str(body.get("policy_id") or ATTESTATION_POLICY_ID), text)
+        return Response(status_code=200)
+
+    async def resource_policy(self, request: Request) -> Response:
+        self._admin(request)
+        if request.method == "GET":
+            return PlainTextResponse(self._policy("resource", "default", "default_resource.rego"))
+        body = json.loads(await self._body(request) or b"{}")
+        if not isinstance(body.get("policy"), str):
+            raise KbsError("InvalidRequest", 'resource policy must be {"policy":"<base64url>"}')
+        text = _b64url_text(body["policy"])
+        rego.evaluate(text, "data.policy.allow", {}, {"plugin": "resource"})
+        self.storage.set_policy("resource", "default", text)
+        return Response(status_code=200)
+
+    async def reference_value(self, request: Request) -> Response:
+        self._admin(request)
+        if request.method == "GET":
+            name = request.path_params["name"]
+            return JSONResponse({name: self.storage.references().get(name, [])})
+        message = json.loads(await self._body(request) or b"{}")
+        if message.get("type") != "sample" or not isinstance(message.get("payload"), str):
+            raise KbsError(
+                "InvalidRequest",
+                'reference value message must be {"version":"0.1.0","type":'
+                '"sample","payload":"<base64 of {name: [values]}>"}',
+            )
+        try:
+            payload = json.loads(base64.b64decode(message["payload"]))
+        except (binascii.Error, ValueError):
+            raise KbsError("InvalidRequest", "reference value payload is not base64 JSON") from None
+        if not isinstance(payload, dict) or not all(isinstance(v, list) for v in payload.values()):
+            raise KbsError("InvalidRequest", "reference value payload must map names to lists of values")
+        expires = int(time.time()) + REFERENCE_LIFETIME
+        for name, values in payload.items():
+            self.storage.set_reference(str(name), values, expires)
+        return Response(status_code=200)
+
+    # -- operations --------------------------------------------------------------------------------------------
+
+    async def healthz(self, request: Request) -> Response:
+        self.storage.references()
+        return JSONResponse({"status": "ok"})
+
+    async def metrics(self, request: Request) -> Response:
+        lines = []
+        for name, value in sorted(self.counters.items()):
+            lines += [f"# TYPE sealpod_kbs_{name}_total counter", f"sealpod_kbs_{name}_total {value}"]
+        return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+
+
+def _b64url_text(value: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise KbsError("InvalidRequest", "the policy is not base64url-encoded UTF-8") from None
+
+
+def build_app(config: KbsConfig) -> Starlette:
+    """The ASGI app for ``config``."""
+    kbs = Kbs(config)
+
+    def handler(method: Any) -> Any:
+        async def endpoint(request: Request) -> Response:
+            kbs.counters[f"requests_{method.__name__}"] += 1
+            try:
+                response: Response = await method(request)
+                return response
+            except KbsError as err:
+                kbs.counters[f"errors_{err.variant}"] += 1
+                detail = err.body()
+                if err.hint:
+                    detail["detail"] += f" (hint: {err.hint})"
+                return JSONResponse(detail, status_code=err.status)
+            except SealpodError as err:
+                return JSONResponse(KbsError("PluginInternalError", str(err)).body(), status_code=401)
+
+        return endpoint
+
+    routes = [
+        Route("/kbs/v0/auth", handler(kbs.auth), methods=["POST"]),
+        Route("/kbs/v0/attest", handler(kbs.attest), methods=["POST"]),
+        Route("/kbs/v0/resource/{repository}/{type}/{tag}", handler(kbs.resource), methods=["GET", "POST", "DELETE"]),
+        Route("/kbs/v0/attestation-policy", handler(kbs.attestation_policy), methods=["POST", "GET"]),
+        Route("/kbs/v0/attestation-policy/{policy_id}", handler(kbs.attestation_policy), methods=["GET"]),
+        Route("/kbs/v0/resource-policy", handler(kbs.resource_policy), methods=["POST", "GET"]),
+        Route("/kbs/v0/reference-value", handler(kbs.reference_value), methods=["POST"]),
+        Route("/kbs/v0/reference-value/{name}", handler(kbs.reference_value), methods=["GET"]),
+        Route("/healthz", handler(kbs.healthz), methods=["GET"]),
+        Route("/metrics", handler(kbs.metrics), methods=["GET"]),
+    ]
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        error = KbsError("InvalidRequestPath", f"Request path {request.url.path} is invalid")
+        return JSONResponse(error.body(), status_code=404)
+
+    app = Starlette(routes=routes, exception_handlers={404: not_found})
+    app.state.kbs = kbs
+    return app
+
+
+def app_from_env() -> Starlette:
+    """uvicorn factory: the config file named by ``$SEALPOD_KBS_CONFIG`` (defaults when unset)."""
+    path = os.environ.get(CONFIG_ENV)
+    return build_app(load_config(Path(path) if path else None))

@@ -1,0 +1,148 @@
+"""The KBS's state: resources, policies, reference values and sessions, in SQLite (one file, WAL, fsync on commit)
+or PostgreSQL (``postgresql://...``), so that several KBS processes can share one store."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sealpod.errors import SealpodError
+
+_SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS resources (path TEXT PRIMARY KEY, data {blob} NOT NULL, updated BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS policies (kind TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL, "
+    "PRIMARY KEY (kind, id))",
+    "CREATE TABLE IF NOT EXISTS reference_values (name TEXT PRIMARY KEY, vals TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, nonce TEXT NOT NULL, tee TEXT NOT NULL, "
+    "expires BIGINT NOT NULL, token TEXT, evidence_digest TEXT)",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """One client's handshake state."""
+
+    id: str
+    nonce: str
+    tee: str
+    expires: int
+    token: str | None
+    evidence_digest: str | None
+
+
+class Storage:
+    """SQL storage over SQLite or PostgreSQL (the same statements; placeholders differ)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._lock = threading.Lock()
+        if url.startswith(("postgresql://", "postgres://")):
+            import psycopg
+
+            self._conn: Any = psycopg.connect(url, autocommit=True)
+            self._param = "%s"
+            blob = "BYTEA"
+        else:
+            path = url.removeprefix("sqlite://")
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._param = "?"
+            blob = "BLOB"
+        for statement in _SCHEMA:
+            self._execute(statement.format(blob=blob))
+
+    def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        sql = sql.replace("?", self._param)
+        with self._lock:
+            try:
+                cursor = self._conn.execute(sql, params)
+                return list(cursor.fetchall()) if cursor.description else []
+            except Exception as err:  # sqlite3.Error / psycopg.Error: the store itself failed
+                raise SealpodError(f"KBS storage error: {err}", hint=f"check the store at {self.url}") from err
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+    # -- resources ---------------------------------------------------------------------------------------------
+
+    def put_resource(self, path: str, data: bytes) -> None:
+        """Create or replace a resource (durable when this returns)."""
+        self._execute(
+            "INSERT INTO resources (path, data, updated) VALUES (?, ?, ?) "
+            "ON CONFLICT (path) DO UPDATE SET data = excluded.data, updated = excluded.updated",
+            (path, data, int(time.time())),
+        )
+
+    def get_resource(self, path: str) -> bytes | None:
+        rows = self._execute("SELECT data FROM resources WHERE path = ?", (path,))
+        return bytes(rows[0][0]) if rows else None
+
+    def delete_resource(self, path: str) -> bool:
+        existed = self.get_resource(path) is not None
+        self._execute("DELETE FROM resources WHERE path = ?", (path,))
+        return existed
+
+    # -- policies and reference values -------------------------------------------------------------------------
+
+    def set_policy(self, kind: str, policy_id: str, body: str) -> None:
+        self._execute(
+            "INSERT INTO policies (kind, id, body) VALUES (?, ?, ?) "
+            "ON CONFLICT (kind, id) DO UPDATE SET body = excluded.body",
+            (kind, policy_id, body),
+        )
+
+    def get_policy(self, kind: str, policy_id: str) -> str | None:
+        rows = self._execute("SELECT body FROM policies WHERE kind = ? AND id = ?", (kind, policy_id))
+        return str(rows[0][0]) if rows else None
+
+    def set_reference(self, name: str, values: list[Any], expires: int) -> None:
+        """Replace the reference values for ``name``."""
+        self._execute(
+            "INSERT INTO reference_values (name, vals) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET vals = excluded.vals",
+            (name, json.dumps({"values": values, "expires": expires})),
+        )
+
+    def references(self, now: int | None = None) -> dict[str, list[Any]]:
+        """Every unexpired reference value, by name."""
+        now = int(time.time()) if now is None else now
+        out = {}
+        for name, raw in self._execute("SELECT name, vals FROM reference_values"):
+            entry = json.loads(raw)
+            if entry["expires"] > now:
+                out[str(name)] = list(entry["values"])
+        return out
+
+    # -- sessions ----------------------------------------------------------------------------------------------
+
+    def create_session(self, session: Session) -> None:
+        self._execute(
+            "INSERT INTO sessions (id, nonce, tee, expires) VALUES (?, ?, ?, ?)",
+            (session.id, session.nonce, session.tee, session.expires),
+        )
+
+    def get_session(self, session_id: str) -> Session | None:
+        rows = self._execute(
+            "SELECT id, nonce, tee, expires, token, evidence_digest FROM sessions WHERE id = ?", (session_id,)
+        )
+        return Session(*rows[0]) if rows else None
+
+    def attest_session(self, session_id: str, token: str, evidence_digest: str) -> bool:
+        """Record a session's token unless another attestation won the race (True if this one was recorded)."""
+        self._execute(
+            "UPDATE sessions SET token = ?, evidence_digest = ? WHERE id = ? AND token IS NULL",
+            (token, evidence_digest, session_id),
+        )
+        session = self.get_session(session_id)
+        return session is not None and session.evidence_digest == evidence_digest
+
+    def purge_sessions(self, now: int) -> None:
+        self._execute("DELETE FROM sessions WHERE expires < ?", (now,))
