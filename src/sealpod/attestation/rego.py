@@ -18,12 +18,16 @@ def packaged(name: str) -> str:
 
 def evaluate(
     policy: str,
-    query: str,
+    rule: str,
     input_data: Any,
     data: dict[str, Any] | None = None,
     references: dict[str, list[Any]] | None = None,
 ) -> Any:
-    """The value of ``query`` (e.g. ``data.policy.allow``) under ``policy`` with this input; undefined is None."""
+    """The value of ``rule`` (e.g. ``allow``) of package ``policy`` with this input; undefined is None.
+
+    The whole package is queried and the rule picked from it: regopy answers ``undefined`` when a rule is queried
+    directly and only its ``default`` applies.
+    """
     from regopy import Interpreter
 
     interpreter = Interpreter()
@@ -36,15 +40,17 @@ def evaluate(
             payload["reference"] = references
         interpreter.add_data_json(json.dumps(payload))
         interpreter.set_input_term(json.dumps(input_data))
-        output = interpreter.query(query)
+        output = interpreter.query("data.policy")
     except Exception as err:  # regopy raises its own error types for syntax and evaluation errors
         raise AttestationError(f"policy evaluation failed: {err}") from None
     if not output.ok():
         raise AttestationError(f"policy evaluation failed: {output}")
-    result = json.loads(str(output))
-    results = result if isinstance(result, list) else [result]
-    for item in results:
+    text = str(output)
+    if text == "undefined":
+        return None
+    result = json.loads(text)
+    for item in result if isinstance(result, list) else [result]:
         expressions = item.get("expressions") if isinstance(item, dict) else None
-        if expressions:
-            return expressions[0]
+        if expressions and isinstance(expressions[0], dict):
+            return expressions[0].get(rule)
     return None

@@ -141,7 +141,7 @@ class AttestationService:
         }
         vector = rego.evaluate(
             policy,
-            "data.policy.trust_claims",
+            "trust_claims",
             annotated,
             {"sgx": {"acceptable_tcb_statuses": list(self.settings.acceptable_tcb_statuses)}},
             references,

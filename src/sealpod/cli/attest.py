@@ -199,3 +199,45 @@ def sim_collateral(
         err_console.print(f"wrote collateral (TCB status {platform.tcb_status}) to {output}")
 
     run(action)
+
+
+@app.command("get-resource")
+def get_resource(
+    uri: Annotated[str, typer.Argument(help="kbs:///repository/type/tag")],
+    kbs: Annotated[str, typer.Option("--kbs", envvar="SEALPOD_KBS_URL", help="The KBS address.")],
+    sim: Annotated[bool, typer.Option(help="Attest with the simulated SGX platform (no hardware).")] = False,
+    mr_enclave: Annotated[str, typer.Option(help="Sim enclave identity: 32 bytes hex.")] = "00" * 32,
+    mr_signer: Annotated[str, typer.Option(help="Sim enclave signer: 32 bytes hex.")] = "00" * 32,
+    isv_prod_id: Annotated[int, typer.Option()] = 0,
+    isv_svn: Annotated[int, typer.Option()] = 0,
+    sim_dir: SimDir = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the resource here.")] = None,
+) -> None:
+    """Attest to a KBS and fetch one resource (for debugging the attestation flow)."""
+
+    def action() -> None:
+        from sealpod.kbs.client import KbsClient
+        from sealpod.tee import Attester, detect
+
+        attester: Attester
+        if sim:
+            from sealpod.tee.sim import SimPlatform
+
+            attester = SimPlatform.load(sim_dir).attester(
+                mr_enclave=_hex(mr_enclave, 32, "--mr-enclave"),
+                mr_signer=_hex(mr_signer, 32, "--mr-signer"),
+                isv_prod_id=isv_prod_id,
+                isv_svn=isv_svn,
+            )
+            err_console.print("[yellow]note:[/] simulated SGX: this proves the flow, not the hardware")
+        else:
+            attester = detect()
+        with KbsClient(kbs, attester) as client:
+            data = client.get_resource(uri)
+        if output:
+            output.write_bytes(data)
+            err_console.print(f"wrote {len(data)} bytes to {output}")
+        else:
+            typer.echo(data, nl=False)
+
+    run(action)

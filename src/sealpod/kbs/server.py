@@ -29,7 +29,7 @@ from sealpod.attestation import ear, rego
 from sealpod.attestation.service import AttestationService, AttestationSettings
 from sealpod.attestation.sgx.collateral import Collateral
 from sealpod.errors import AttestationError, SealpodError
-from sealpod.jose import JoseError
+from sealpod.jose import JoseError, decode_jws
 from sealpod.kbs import resource_jwe
 from sealpod.kbs.admin import AdminAuth
 from sealpod.kbs.config import KbsConfig, load_config
@@ -264,11 +264,16 @@ class Kbs:
             elif not self.storage.delete_resource(path):
                 raise KbsError("PluginInternalError", f"Plugin internal error: resource {path} does not exist")
             return Response(status_code=200)
+        authorization = request.headers.get("Authorization", "")
+        if authorization.startswith("Bearer ") and _is_admin_token(authorization[len("Bearer ") :]):
+            self._admin(request)
+            stored = self.storage.get_resource(path)
+            if stored is None:
+                raise KbsError("PluginInternalError", f"Plugin internal error: resource {path} does not exist")
+            return Response(stored, media_type="application/octet-stream")
         claims = self._token_claims(request)
         data = {"plugin": "resource", "resource-path": path.split("/"), "query": dict(request.query_params)}
-        allowed = rego.evaluate(
-            self._policy("resource", "default", "default_resource.rego"), "data.policy.allow", claims, data
-        )
+        allowed = rego.evaluate(self._policy("resource", "default", "default_resource.rego"), "allow", claims, data)
         if allowed is not True:
             self.counters["policy_denials"] += 1
             status = claims.get("submods", {}).get("cpu0", {}).get("ear.status")
@@ -307,7 +312,7 @@ class Kbs:
                 "InvalidRequest", 'attestation policy must be {"type":"rego","policy_id":..,"policy":"<base64url>"}'
             )
         text = _b64url_text(body["policy"])
-        rego.evaluate(text, "data.policy.trust_claims", {}, {}, {})  # refuse a policy that does not compile
+        rego.evaluate(text, "trust_claims", {}, {}, {})  # refuse a policy that does not compile
         self.storage.set_policy("attestation", str(body.get("policy_id") or ATTESTATION_POLICY_ID), text)
         return Response(status_code=200)
 
@@ -319,7 +324,7 @@ class Kbs:
         if not isinstance(body.get("policy"), str):
             raise KbsError("InvalidRequest", 'resource policy must be {"policy":"<base64url>"}')
         text = _b64url_text(body["policy"])
-        rego.evaluate(text, "data.policy.allow", {}, {"plugin": "resource"})
+        rego.evaluate(text, "allow", {}, {"plugin": "resource"})
         self.storage.set_policy("resource", "default", text)
         return Response(status_code=200)
 
@@ -357,6 +362,13 @@ class Kbs:
         for name, value in sorted(self.counters.items()):
             lines += [f"# TYPE sealpod_kbs_{name}_total counter", f"sealpod_kbs_{name}_total {value}"]
         return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+
+
+def _is_admin_token(token: str) -> bool:
+    try:
+        return decode_jws(token)[0].get("alg") == "EdDSA"
+    except JoseError:
+        return False
 
 
 def _b64url_text(value: str) -> str:
