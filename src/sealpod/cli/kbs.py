@@ -202,10 +202,7 @@ def policy_get(url: Url, kind: Kind = "resource", token_key: TokenKey = None) ->
 @reference_app.command("set")
 def reference_set(
     name: Annotated[str, typer.Argument(help="e.g. mr_enclave")],
-    values: Annotated[
-        list[str],
-        typer.Argument(help="Values; plain decimal numbers (7, not 007) are stored as numbers, the rest as strings."),
-    ],
+    values: Annotated[list[str], typer.Argument(help="Values; decimals (7, not 007) are numbers, the rest strings.")],
     url: Url,
     token_key: TokenKey = None,
 ) -> None:
