@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-APT_PACKAGES=(python3 python3-venv python3-pip ca-certificates docker-registry skopeo umoci gnupg zstd apache2-utils)
+APT_PACKAGES=(python3 python3-venv python3-pip ca-certificates docker-registry skopeo umoci gnupg gpgv zstd apache2-utils
+              postgresql)
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 

@@ -140,7 +140,7 @@ def test_refusals(kbs_factory: Callable[..., KbsProcess], sim: SimPlatform) -> N
     assert error_of(malformed)[1] == "InvalidRequest"
     assert "tee-pubkey" in error_of(malformed)[2] or "tee-evidence" in error_of(malformed)[2]
 
-    no_token = httpx.get(f"{server.url}/kbs/v0/resource/default/key/1")
+    no_token = _handshake_parts(server)[0].get("/kbs/v0/resource/default/key/1")  # a session never attested
     assert error_of(no_token)[:2] == (401, "TokenNotFound")
     bad_path = httpx.get(f"{server.url}/kbs/v0/resource/default/key/.hidden")
     assert error_of(bad_path)[:2] == (404, "InvalidRequestPath")

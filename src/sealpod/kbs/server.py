@@ -265,7 +265,10 @@ class Kbs:
                 raise KbsError("PluginInternalError", f"Plugin internal error: resource {path} does not exist")
             return Response(status_code=200)
         authorization = request.headers.get("Authorization", "")
-        if authorization.startswith("Bearer ") and _is_admin_token(authorization[len("Bearer ") :]):
+        anonymous = not authorization and SESSION_COOKIE not in request.cookies
+        if (anonymous and self.admin.insecure) or (
+            authorization.startswith("Bearer ") and _is_admin_token(authorization[len("Bearer ") :])
+        ):
             self._admin(request)
             stored = self.storage.get_resource(path)
             if stored is None:

@@ -1,0 +1,220 @@
+"""Admin authentication, the admin CLI, sealed secrets, and the store: durability after kill -9 (SQLite and
+PostgreSQL) and two KBS processes sharing one PostgreSQL."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from sealpod.jose import sign_es256
+from sealpod.kbs.admin import mint_token
+from sealpod.kbs.admin_client import AdminClient
+from sealpod.kbs.client import KbsClient, KbsClientError
+from sealpod.kbs.sealed import SealedSecretError, unseal
+from sealpod.oci.localregistry import free_port
+from sealpod.tee.sim import SimPlatform
+from tests.kbs.conftest import MRE, MRS, SEALPOD, KbsProcess, error_of, register_enclave
+
+
+@pytest.fixture
+def admin_keys(tmp_path: Path) -> tuple[ed25519.Ed25519PrivateKey, Path]:
+    key = ed25519.Ed25519PrivateKey.generate()
+    public = tmp_path / "admin.pub"
+    public.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    return key, public
+
+
+def test_admin_jwt(kbs_factory: Callable[..., KbsProcess], admin_keys: tuple[ed25519.Ed25519PrivateKey, Path]) -> None:
+    key, public = admin_keys
+    server = kbs_factory(admin="jwt", admin_key=public)
+    url = f"{server.url}/kbs/v0/resource/default/key/1"
+    assert error_of(httpx.post(url, content=b"x"))[:2] == (401, "AdminAuthAccess")
+    stranger = mint_token(ed25519.Ed25519PrivateKey.generate())
+    assert (
+        "not signed by a configured admin key"
+        in error_of(httpx.post(url, content=b"x", headers={"Authorization": f"Bearer {stranger}"}))[2]
+    )
+    reader = mint_token(key, role="reader")
+    assert (
+        "may not call it" in error_of(httpx.post(url, content=b"x", headers={"Authorization": f"Bearer {reader}"}))[2]
+    )
+    expired = mint_token(key, lifetime=-10)
+    assert "expired" in error_of(httpx.post(url, content=b"x", headers={"Authorization": f"Bearer {expired}"}))[2]
+    with AdminClient(server.url, mint_token(key)) as admin:
+        admin.put_resource("default/key/1", b"v1")
+        assert admin.get_resource("default/key/1") == b"v1"
+        admin.delete_resource("default/key/1")
+        with pytest.raises(KbsClientError, match="does not exist"):
+            admin.get_resource("default/key/1")
+
+
+def test_admin_cli(kbs_factory: Callable[..., KbsProcess], tmp_path: Path) -> None:
+    server = kbs_factory()
+    env = {**os.environ, "SEALPOD_KBS_URL": server.url}
+
+    def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([SEALPOD, "kbs", *map(str, args)], capture_output=True, text=True, env=env, check=False)
+        assert proc.returncode == 0, proc.stderr
+        return proc
+
+    (tmp_path / "secret").write_bytes(b"cli secret")
+    cli("resource", "put", "default/key/cli", tmp_path / "secret")
+    assert cli("resource", "get", "default/key/cli").stdout == "cli secret"
+    cli("reference", "set", "mr_enclave", MRE.hex(), "0" * 64)
+    assert MRE.hex() in cli("reference", "get", "mr_enclave").stdout
+    (tmp_path / "allow.rego").write_text("package policy\nimport rego.v1\ndefault allow := true\n")
+    cli("policy", "set", tmp_path / "allow.rego")
+    assert "default allow := true" in cli("policy", "get").stdout
+    cli("resource", "delete", "default/key/cli")
+    os.chdir(tmp_path)
+    cli("admin-keygen", "--output-prefix", "a")
+    token = cli("token", "--key", "a.key").stdout.strip()
+    assert token.count(".") == 2
+
+
+def test_sealed_vault_secret(kbs_factory: Callable[..., KbsProcess], sim: SimPlatform) -> None:
+    server = kbs_factory()
+    register_enclave(server.url)
+    signer = ec.generate_private_key(ec.SECP256R1())
+    with AdminClient(server.url) as admin:
+        admin.put_resource(
+            "default/sealing/pub",
+            signer.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            ),
+        )
+        admin.put_resource("one/2/trois", b"the vaulted secret")
+    payload = {
+        "version": "0.1.0",
+        "type": "vault",
+        "name": "kbs:///one/2/trois",
+        "provider": "kbs",
+        "provider_settings": {},
+        "annotations": {},
+    }
+    sealed = "sealed." + sign_es256(signer, {"alg": "ES256", "kid": "kbs:///default/sealing/pub"}, payload)
+    with KbsClient(server.url, sim.attester(mr_enclave=MRE, mr_signer=MRS)) as client:
+        assert unseal(sealed, client) == b"the vaulted secret"
+        forged = "sealed." + sign_es256(
+            ec.generate_private_key(ec.SECP256R1()), {"alg": "ES256", "kid": "kbs:///default/sealing/pub"}, payload
+        )
+        with pytest.raises(SealedSecretError, match="does not verify"):
+            unseal(forged, client)
+        envelope = dict(payload, type="envelope")
+        with pytest.raises(SealedSecretError, match="not supported"):
+            unseal(
+                "sealed." + sign_es256(signer, {"alg": "ES256", "kid": "kbs:///default/sealing/pub"}, envelope), client
+            )
+
+
+def _durable(server: KbsProcess, restart: Callable[[], KbsProcess]) -> None:
+    with AdminClient(server.url) as admin:
+        for i in range(30):
+            admin.put_resource(f"default/key/k{i}", f"value {i}".encode())
+    server.kill("kill")
+    again = restart()
+    with AdminClient(again.url) as admin:
+        for i in range(30):
+            assert admin.get_resource(f"default/key/k{i}") == f"value {i}".encode()
+
+
+def test_sqlite_survives_kill_9(kbs_factory: Callable[..., KbsProcess]) -> None:
+    server = kbs_factory()
+    _durable(server, lambda: kbs_factory(name="again"))
+
+
+@pytest.fixture
+def postgres(tmp_path: Path) -> Iterator[str]:
+    """A PostgreSQL server in a temp dir on 127.0.0.1 (Debian's postgresql, run as the postgres user)."""
+    bindir = next((d for d in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)), None)
+    if bindir is None or shutil.which("runuser") is None:
+        pytest.fail("PostgreSQL is not installed: run ./setup.sh test")
+    base = Path(tempfile.mkdtemp(prefix="sealpod-pg-"))  # pytest's tmp dirs are closed to the postgres user
+    base.chmod(0o755)
+    data, sockets = base / "pgdata", base / "pgsock"
+    sockets.mkdir()
+    shutil.chown(sockets, "postgres")
+    data.mkdir()
+    shutil.chown(data, "postgres")
+    port = free_port()
+    as_pg = ["runuser", "-u", "postgres", "--"]
+    subprocess.run(
+        [*as_pg, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
+        check=True,
+        capture_output=True,
+    )
+    log = sockets / "postgres.log"  # not our pipes: run() would wait for the server to close them
+    subprocess.run(
+        [
+            *as_pg,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(log),
+            "-o",
+            f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1",
+            "-w",
+            "start",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            [*as_pg, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+            check=False,
+        )
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_two_kbs_processes_share_one_postgresql(
+    kbs_factory: Callable[..., KbsProcess], postgres: str, sim: SimPlatform
+) -> None:
+    first = kbs_factory(storage=postgres, name="first")
+    second = kbs_factory(storage=postgres, name="second")
+    register_enclave(first.url)
+    with AdminClient(second.url) as admin:
+        admin.put_resource("default/key/shared", b"from either")
+    attester = sim.attester(mr_enclave=MRE, mr_signer=MRS)
+    from sealpod.jose import public_jwk
+    from sealpod.kbs.protocol import PROTOCOL_VERSION, report_data
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwk = public_jwk(key.public_key(), "ECDH-ES+A256KW")
+    auth = httpx.post(f"{first.url}/kbs/v0/auth", json={"version": PROTOCOL_VERSION, "tee": "sgx"})
+    cookie = auth.cookies["kbs-session-id"]
+    nonce = auth.json()["nonce"]
+    quote = attester.evidence(report_data(nonce, jwk))
+    body = {
+        "runtime-data": {"nonce": nonce, "tee-pubkey": jwk},
+        "tee-evidence": {"primary_evidence": {"quote": base64.b64encode(quote).decode()}},
+    }
+    attest = httpx.post(f"{second.url}/kbs/v0/attest", json=body, headers={"Cookie": f"kbs-session-id={cookie}"})
+    assert attest.status_code == 200, attest.text
+    resource = httpx.get(
+        f"{first.url}/kbs/v0/resource/default/key/shared", headers={"Cookie": f"kbs-session-id={cookie}"}
+    )
+    assert resource.status_code == 200, resource.text
+    from sealpod.kbs import resource_jwe
+
+    assert resource_jwe.decrypt(resource.json(), key) == b"from either"
+    _durable(first, lambda: kbs_factory(storage=postgres, name="third"))
+    time.sleep(0)
