@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from importlib import resources
 from typing import Any
@@ -11,9 +12,23 @@ from sealpod.errors import AttestationError
 _REFERENCE_MODULE = "package policy\nimport rego.v1\nquery_reference_value(name) := data.reference[name]\n"
 
 
+@functools.lru_cache(maxsize=8)
 def packaged(name: str) -> str:
     """A policy shipped with sealpod (``default_sgx.rego``, ``default_resource.rego``)."""
     return (resources.files("sealpod.attestation") / "policies" / name).read_text()
+
+
+@functools.lru_cache(maxsize=32)
+def _interpreter(policy: str, data_json: str, with_references: bool) -> Any:
+    """A compiled interpreter per (policy, data): building one costs milliseconds, a query on it much less."""
+    from regopy import Interpreter
+
+    interpreter = Interpreter()
+    interpreter.add_module("policy.rego", policy)
+    if with_references:
+        interpreter.add_module("reference.rego", _REFERENCE_MODULE)
+    interpreter.add_data_json(data_json)
+    return interpreter
 
 
 def evaluate(
@@ -28,17 +43,11 @@ def evaluate(
     The whole package is queried and the rule picked from it: regopy answers ``undefined`` when a rule is queried
     directly and only its ``default`` applies.
     """
-    from regopy import Interpreter
-
-    interpreter = Interpreter()
+    payload = dict(data or {})
+    if references is not None:
+        payload["reference"] = references
     try:
-        interpreter.add_module("policy.rego", policy)
-        if references is not None:
-            interpreter.add_module("reference.rego", _REFERENCE_MODULE)
-        payload = dict(data or {})
-        if references is not None:
-            payload["reference"] = references
-        interpreter.add_data_json(json.dumps(payload))
+        interpreter = _interpreter(policy, json.dumps(payload, sort_keys=True), references is not None)
         interpreter.set_input_term(json.dumps(input_data))
         output = interpreter.query("data.policy")
     except Exception as err:  # regopy raises its own error types for syntax and evaluation errors

@@ -54,8 +54,6 @@ def serve(
     """Serve the KBS HTTP API (HTTPS with http.certificate/private_key; plain HTTP only with http.insecure_http)."""
 
     def action() -> None:
-        import uvicorn
-
         from sealpod.kbs.config import load_config
         from sealpod.kbs.server import CONFIG_ENV, build_app
 
@@ -71,21 +69,71 @@ def serve(
             err_console.print("[yellow]warning:[/] INSECURE admin mode: anyone can change resources and policies")
         if settings.attestation.allow_sim:
             err_console.print("[yellow]note:[/] the simulated SGX root is trusted: sim proves the flow, not hardware")
-        build_app(settings)  # fail fast on a bad configuration, before forking workers
+        build_app(settings)  # fail fast on a bad configuration, before starting workers
         if config is not None:
             os.environ[CONFIG_ENV] = str(config.absolute())
-        uvicorn.run(
-            "sealpod.kbs.server:app_from_env",
-            factory=True,
-            host=host,
-            port=int(port),
-            workers=workers,
-            ssl_certfile=str(settings.http.certificate) if tls else None,
-            ssl_keyfile=str(settings.http.private_key) if tls else None,
-            log_level="warning",
+        serve_workers(
+            host,
+            int(port),
+            workers,
+            str(settings.http.certificate) if tls else None,
+            str(settings.http.private_key) if tls else None,
         )
 
     run(action)
+
+
+def serve_workers(host: str, port: int, workers: int, certfile: str | None, keyfile: str | None) -> None:
+    """Run ``workers`` uvicorn servers, each in its own process with its own SO_REUSEPORT listening socket (the
+    kernel spreads the connections)."""
+    import signal
+    import socket
+
+    import uvicorn
+
+    def child() -> None:
+        # proto must be IPPROTO_TCP: asyncio sets TCP_NODELAY only on such sockets, and without it the response's
+        # headers and body meet the client's delayed ACK (40 ms per request on a kept-alive connection)
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        config = uvicorn.Config(
+            "sealpod.kbs.server:app_from_env",
+            factory=True,
+            log_level="warning",
+            ssl_certfile=certfile,
+            ssl_keyfile=keyfile,
+        )
+        uvicorn.Server(config).run(sockets=[sock])
+
+    if workers <= 1:
+        child()
+        return
+    pids = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                child()
+            finally:
+                os._exit(0)
+        pids.append(pid)
+
+    def stop(*_: object) -> None:
+        for pid in pids:
+            with __import__("contextlib").suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for pid in pids:
+        while True:
+            try:
+                os.waitpid(pid, 0)
+                break
+            except InterruptedError:
+                continue
 
 
 @app.command("admin-keygen")

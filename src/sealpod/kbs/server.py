@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -29,7 +29,7 @@ from sealpod.attestation import ear, rego
 from sealpod.attestation.service import AttestationService, AttestationSettings
 from sealpod.attestation.sgx.collateral import Collateral
 from sealpod.errors import AttestationError, SealpodError
-from sealpod.jose import JoseError, decode_jws
+from sealpod.jose import JoseError, decode_jws, key_from_jwk
 from sealpod.kbs import resource_jwe
 from sealpod.kbs.admin import AdminAuth
 from sealpod.kbs.config import KbsConfig, load_config
@@ -214,7 +214,10 @@ class Kbs:
             expected = report_data(
                 session.nonce, message.runtime_data.tee_pubkey, message.tee_evidence.additional_evidence
             )
-            resource_jwe.encrypt(b"", message.runtime_data.tee_pubkey)  # the key must be usable for the JWE
+            if not isinstance(
+                key_from_jwk(message.runtime_data.tee_pubkey), ec.EllipticCurvePublicKey | rsa.RSAPublicKey
+            ):
+                raise JoseError("the tee-pubkey must be an EC (P-256/384/521) or RSA key")
         except (JoseError, TypeError) as err:
             raise KbsError("AttestationError", f"Attestation error: unusable tee-pubkey: {err}") from None
         try:

@@ -52,18 +52,26 @@ class Storage:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
             self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
+            # NORMAL: a committed transaction is in the WAL before commit returns, so a killed process loses
+            # nothing; admin writes (resources, policies, references) switch to FULL to survive power loss too.
+            self._conn.execute("PRAGMA synchronous=NORMAL")
             self._param = "?"
             blob = "BLOB"
         for statement in _SCHEMA:
             self._execute(statement.format(blob=blob))
 
-    def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    def _execute(self, sql: str, params: tuple[Any, ...] = (), *, durable: bool = False) -> list[tuple[Any, ...]]:
         sql = sql.replace("?", self._param)
+        sqlite = self._param == "?"
         with self._lock:
             try:
+                if durable and sqlite:
+                    self._conn.execute("PRAGMA synchronous=FULL")
                 cursor = self._conn.execute(sql, params)
-                return list(cursor.fetchall()) if cursor.description else []
+                rows = list(cursor.fetchall()) if cursor.description else []
+                if durable and sqlite:
+                    self._conn.execute("PRAGMA synchronous=NORMAL")
+                return rows
             except Exception as err:  # sqlite3.Error / psycopg.Error: the store itself failed
                 raise SealpodError(f"KBS storage error: {err}", hint=f"check the store at {self.url}") from err
 
@@ -87,7 +95,7 @@ class Storage:
 
     def delete_resource(self, path: str) -> bool:
         existed = self.get_resource(path) is not None
-        self._execute("DELETE FROM resources WHERE path = ?", (path,))
+        self._execute("DELETE FROM resources WHERE path = ?", (path,), durable=True)
         return existed
 
     # -- policies and reference values -------------------------------------------------------------------------
