@@ -250,3 +250,18 @@ def test_sample_tee_is_off_unless_enabled(kbs_factory: Callable[..., KbsProcess]
         pytest.raises(KbsClientError, match="'sample' TEE is disabled"),
     ):
         client.attest()
+
+
+def test_the_documented_config_parses_and_bad_keys_are_named(tmp_path: Path) -> None:
+    from sealpod.errors import UsageError
+    from sealpod.kbs.config import load_config
+
+    documented = Path(__file__).parent.parent.parent / "src/sealpod/deploy/kbs.toml"
+    config = load_config(documented)
+    assert config.http.listen == "127.0.0.1:8080"
+    assert config.admin.insecure is False
+    assert config.attestation.allow_sim is False
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[attestation]\nallow_simulation = true\n")
+    with pytest.raises(UsageError, match="attestation.allow_simulation"):
+        load_config(bad)
