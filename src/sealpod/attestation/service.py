@@ -17,7 +17,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from sealpod.attestation import ear, rego
+from sealpod.attestation import default_policies, ear, rego
 from sealpod.attestation.sgx.collateral import Collateral
 from sealpod.attestation.sgx.quote import parse_quote
 from sealpod.attestation.sgx.verify import DcapVerifier, TrustedRoot, intel_root
@@ -139,13 +139,14 @@ class AttestationService:
             "init_data": hashlib.sha256(json.dumps(init_data).encode()).hexdigest() if init_data else None,
             "init_data_claims": init_data,
         }
-        vector = rego.evaluate(
-            policy,
-            "trust_claims",
-            annotated,
-            {"sgx": {"acceptable_tcb_statuses": list(self.settings.acceptable_tcb_statuses)}},
-            references,
-        )
+        acceptable = list(self.settings.acceptable_tcb_statuses)
+        vector = None
+        if policy == rego.packaged("default_sgx.rego"):
+            vector = default_policies.sgx_trust_vector(annotated, references, acceptable)
+        if vector is None:
+            vector = rego.evaluate(
+                policy, "trust_claims", annotated, {"sgx": {"acceptable_tcb_statuses": acceptable}}, references
+            )
         if not isinstance(vector, dict) or set(vector) != set(ear.TRUST_CLAIMS):
             raise AttestationError(f"attestation policy {policy_id!r} did not produce an AR4SI trust vector")
         vector = {k: int(v) for k, v in vector.items()}

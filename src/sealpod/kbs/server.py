@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from sealpod.attestation import ear, rego
+from sealpod.attestation import default_policies, ear, rego
 from sealpod.attestation.service import AttestationService, AttestationSettings
 from sealpod.attestation.sgx.collateral import Collateral
 from sealpod.errors import AttestationError, SealpodError
@@ -279,7 +279,11 @@ class Kbs:
             return Response(stored, media_type="application/octet-stream")
         claims = self._token_claims(request)
         data = {"plugin": "resource", "resource-path": path.split("/"), "query": dict(request.query_params)}
-        allowed = rego.evaluate(self._policy("resource", "default", "default_resource.rego"), "allow", claims, data)
+        policy = self._policy("resource", "default", "default_resource.rego")
+        if policy == rego.packaged("default_resource.rego"):
+            allowed: Any = default_policies.resource_allowed(claims, data)
+        else:
+            allowed = rego.evaluate(policy, "allow", claims, data)
         if allowed is not True:
             self.counters["policy_denials"] += 1
             status = claims.get("submods", {}).get("cpu0", {}).get("ear.status")
