@@ -263,5 +263,5 @@ def test_the_documented_config_parses_and_bad_keys_are_named(tmp_path: Path) -> 
     assert config.attestation.allow_sim is False
     bad = tmp_path / "bad.toml"
     bad.write_text("[attestation]\nallow_simulation = true\n")
-    with pytest.raises(UsageError, match="attestation.allow_simulation"):
+    with pytest.raises(UsageError, match=r"attestation\.allow_simulation"):
         load_config(bad)
