@@ -95,3 +95,12 @@ def trixie_tools() -> Path:
     if proc.returncode != 0:
         pytest.fail(f"fetching Debian 13 skopeo/cosign failed:\n{proc.stderr[-2000:]}")
     return Path(proc.stdout.strip().splitlines()[-1]) / "bin"
+
+
+# Property tests are derandomized by default so that CI is deterministic; run with HYPOTHESIS_PROFILE=explore to
+# search with fresh random examples (that is how the lazily-raised certificate errors were found).
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+_hypothesis_settings.register_profile("default", derandomize=True)
+_hypothesis_settings.register_profile("explore", derandomize=False, max_examples=20000)
+_hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))

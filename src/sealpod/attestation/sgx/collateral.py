@@ -19,12 +19,9 @@ MAX_COLLATERAL_BYTES = 2 * 1024 * 1024
 
 
 def _pem_chain(text: str | bytes, what: str) -> tuple[x509.Certificate, ...]:
-    data = text.encode() if isinstance(text, str) else text
-    try:
-        certs = x509.load_pem_x509_certificates(data.rstrip(b"\0"))
-    except ValueError as err:
-        raise CollateralError(f"{what} is not a PEM certificate chain: {err}") from None
-    return tuple(certs)
+    from sealpod.attestation.sgx.verify import load_certificates
+
+    return load_certificates(text.encode() if isinstance(text, str) else text, what, CollateralError)
 
 
 def _hex(text: Any, what: str) -> bytes:

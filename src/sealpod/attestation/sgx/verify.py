@@ -116,6 +116,21 @@ def _raw_sig(key: Any, signature: bytes, data: bytes, what: str) -> None:
         raise QuoteVerificationError(f"{what} is invalid") from None
 
 
+def load_certificates(pem: bytes, what: str, error: type[AttestationError]) -> tuple[x509.Certificate, ...]:
+    """Parse a PEM chain from untrusted bytes and touch every field the verifier reads, so that malformed content
+    fails here as ``error`` (cryptography parses names, keys and extensions lazily, raising assorted types)."""
+    try:
+        certs = tuple(x509.load_pem_x509_certificates(pem.rstrip(b"\0")))
+        for cert in certs:
+            cert.subject.rfc4514_string()
+            cert.issuer.rfc4514_string()
+            cert.public_key()
+            _ = cert.extensions, cert.signature_hash_algorithm, cert.not_valid_before_utc, cert.not_valid_after_utc
+    except Exception as err:
+        raise error(f"{what} is malformed: {err}") from None
+    return certs
+
+
 def _cn(cert: x509.Certificate) -> str:
     names = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
     return str(names[0].value) if names else ""
@@ -349,10 +364,7 @@ class DcapVerifier:
         if cached is not None:
             self._pck.move_to_end(key)
             return cached
-        try:
-            certs = tuple(x509.load_pem_x509_certificates(key.rstrip(b"\0")))
-        except ValueError as err:
-            raise QuoteFormatError(f"the quote's PCK certificate chain is not PEM: {err}") from None
+        certs = load_certificates(key, "the quote's PCK certificate chain", QuoteFormatError)
         if len(certs) != 3:
             raise QuoteVerificationError(f"the PCK chain has {len(certs)} certificates, not 3 (leaf, CA, root)")
         leaf, intermediate, root_cert = certs
