@@ -84,27 +84,24 @@ def serve(
 
 
 def serve_workers(host: str, port: int, workers: int, certfile: str | None, keyfile: str | None) -> None:
-    """Run ``workers`` uvicorn servers, each in its own process with its own SO_REUSEPORT listening socket (the
-    kernel spreads the connections)."""
+    """Run ``workers`` uvicorn servers in forked processes sharing one listening socket (an idle worker takes the
+    next connection)."""
     import signal
     import socket
 
     import uvicorn
 
+    # proto must be IPPROTO_TCP: asyncio sets TCP_NODELAY only on such sockets, and without it the response's
+    # headers and body meet the client's delayed ACK (40 ms per request on a kept-alive connection)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.set_inheritable(True)
+
     def child() -> None:
-        # proto must be IPPROTO_TCP: asyncio sets TCP_NODELAY only on such sockets, and without it the response's
-        # headers and body meet the client's delayed ACK (40 ms per request on a kept-alive connection)
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host, port))
-        config = uvicorn.Config(
-            "sealpod.kbs.server:app_from_env",
-            factory=True,
-            log_level="warning",
-            ssl_certfile=certfile,
-            ssl_keyfile=keyfile,
-        )
+        config = uvicorn.Config("sealpod.kbs.server:app_from_env", factory=True, log_level="warning",
+                                ssl_certfile=certfile, ssl_keyfile=keyfile)
         uvicorn.Server(config).run(sockets=[sock])
 
     if workers <= 1:
