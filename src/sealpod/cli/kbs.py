@@ -100,8 +100,13 @@ def serve_workers(host: str, port: int, workers: int, certfile: str | None, keyf
     sock.set_inheritable(True)
 
     def child() -> None:
-        config = uvicorn.Config("sealpod.kbs.server:app_from_env", factory=True, log_level="warning",
-                                ssl_certfile=certfile, ssl_keyfile=keyfile)
+        config = uvicorn.Config(
+            "sealpod.kbs.server:app_from_env",
+            factory=True,
+            log_level="warning",
+            ssl_certfile=certfile,
+            ssl_keyfile=keyfile,
+        )
         uvicorn.Server(config).run(sockets=[sock])
 
     if workers <= 1:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from sealpod.errors import InvalidReferenceError, PolicyError, SignatureError
+from sealpod.jsonio import load_object
 from sealpod.oci.reference import ImageReference, parse_reference
 from sealpod.signature.identity import KINDS, SignedIdentity
 
@@ -364,13 +364,12 @@ def _check_docker_scope(scope: str, where: str) -> None:
 
 def parse_policy(raw: bytes, *, base: Path | None = None, getter: ResourceGetter | None = None) -> Policy:
     """Parse policy bytes; relative key paths resolve against ``base``; ``kbs://`` key paths through ``getter``."""
-    if len(raw) > MAX_POLICY_BYTES:
-        raise PolicyError(f"policy is over {MAX_POLICY_BYTES} bytes")
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise PolicyError(f"policy is not valid JSON: {err}") from None
-    data = _object(data, "the document", {"default", "transports"}, {"default"})
+    data = _object(
+        load_object(raw, "policy", MAX_POLICY_BYTES, PolicyError),
+        "the document",
+        {"default", "transports"},
+        {"default"},
+    )
     default = _requirements(data["default"], "default", base, getter)
     transports: dict[str, dict[str, list[Requirement]]] = {}
     raw_transports = data.get("transports") or {}

@@ -124,17 +124,16 @@ def load_public_key(pem: bytes) -> PublicKey:
     return key
 
 
+def _ecdsa(curve: ec.EllipticCurve) -> ec.ECDSA:
+    """ECDSA with the hash cosign pairs with the curve (SHA-256 for P-256, SHA-384 for P-384, SHA-512 above)."""
+    size = curve.key_size
+    return ec.ECDSA(hashes.SHA384() if size == 384 else hashes.SHA512() if size > 384 else hashes.SHA256())
+
+
 def sign(key: PrivateKey, payload: bytes) -> bytes:
     """The raw signature over ``payload`` (DER ECDSA with SHA-256 for P-256, as cosign)."""
     if isinstance(key, ec.EllipticCurvePrivateKey):
-        digest = (
-            hashes.SHA384()
-            if key.curve.key_size == 384
-            else hashes.SHA512()
-            if key.curve.key_size > 384
-            else hashes.SHA256()
-        )
-        return key.sign(payload, ec.ECDSA(digest))
+        return key.sign(payload, _ecdsa(key.curve))
     if isinstance(key, rsa.RSAPrivateKey):
         return key.sign(payload, padding.PKCS1v15(), hashes.SHA256())
     return key.sign(payload)
@@ -144,14 +143,7 @@ def verify(key: PublicKey, payload: bytes, signature: bytes) -> bool:
     """Whether ``signature`` is ``key``'s over ``payload``."""
     try:
         if isinstance(key, ec.EllipticCurvePublicKey):
-            digest = (
-                hashes.SHA384()
-                if key.curve.key_size == 384
-                else hashes.SHA512()
-                if key.curve.key_size > 384
-                else hashes.SHA256()
-            )
-            key.verify(signature, payload, ec.ECDSA(digest))
+            key.verify(signature, payload, _ecdsa(key.curve))
         elif isinstance(key, rsa.RSAPublicKey):
             key.verify(signature, payload, padding.PKCS1v15(), hashes.SHA256())
         else:

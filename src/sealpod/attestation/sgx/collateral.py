@@ -14,6 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from sealpod.errors import CollateralError
+from sealpod.jsonio import load_object
 
 MAX_COLLATERAL_BYTES = 2 * 1024 * 1024
 
@@ -94,15 +95,9 @@ class Collateral:
     @classmethod
     def from_qvl_json(cls, raw: bytes | str) -> Collateral:
         """Parse dcap-qvl's ``QuoteCollateralV3`` JSON."""
-        data_bytes = raw.encode() if isinstance(raw, str) else raw
-        if len(data_bytes) > MAX_COLLATERAL_BYTES:
-            raise CollateralError(f"collateral is over {MAX_COLLATERAL_BYTES} bytes")
-        try:
-            data = json.loads(data_bytes)
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise CollateralError(f"collateral is not valid JSON: {err}") from None
-        if not isinstance(data, dict):
-            raise CollateralError("collateral must be a JSON object")
+        data = load_object(
+            raw.encode() if isinstance(raw, str) else raw, "collateral", MAX_COLLATERAL_BYTES, CollateralError
+        )
         keys = (
             "pck_crl_issuer_chain",
             "root_ca_crl",

@@ -8,7 +8,6 @@ and work that depends only on the PCK chain is cached, keyed by the bytes it was
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,10 +20,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from sealpod.attestation.sgx.collateral import Collateral
+from sealpod.attestation.sgx.collateral import MAX_COLLATERAL_BYTES, Collateral
 from sealpod.attestation.sgx.pck import PckExtension, parse_pck_extension
 from sealpod.attestation.sgx.quote import INTEL_QE_VENDOR_ID, Quote, parse_quote
 from sealpod.errors import AttestationError, CollateralError, QuoteFormatError
+from sealpod.jsonio import load_object
 
 STATUSES = (
     "UpToDate",
@@ -249,13 +249,7 @@ def _crl(der: bytes, what: str) -> x509.CertificateRevocationList:
 
 
 def _json(raw: bytes, what: str) -> dict[str, Any]:
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CollateralError(f"{what} is not valid JSON: {err}") from None
-    if not isinstance(data, dict):
-        raise CollateralError(f"{what} must be a JSON object")
-    return data
+    return load_object(raw, what, MAX_COLLATERAL_BYTES, CollateralError)
 
 
 class DcapVerifier:

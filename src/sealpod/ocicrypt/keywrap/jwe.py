@@ -25,10 +25,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
 from sealpod.errors import CryptoError
+from sealpod.jose import b64u, concat_kdf
 from sealpod.jsonio import load_object
 from sealpod.ocicrypt.keys import PrivateKey, PublicKey
 
@@ -44,10 +44,6 @@ _CBC_HS = {
 }
 _CURVE_NAMES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
 _CURVES = {v: k for k, v in _CURVE_NAMES.items()}
-
-
-def _b64u(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def _unb64u(text: object, what: str) -> bytes:
@@ -83,19 +79,14 @@ class JweRecipient:
         return alg
 
 
-def _concat_kdf(z: bytes, alg: str, length: int, apu: bytes, apv: bytes) -> bytes:
-    other = b"".join(struct.pack(">I", len(x)) + x for x in (alg.encode(), apu, apv)) + struct.pack(">I", length * 8)
-    return ConcatKDFHash(hashes.SHA256(), length, other).derive(z)
-
-
 def _epk_json(key: ec.EllipticCurvePublicKey) -> dict[str, str]:
     numbers = key.public_numbers()
     size = (key.curve.key_size + 7) // 8
     return {
         "kty": "EC",
         "crv": _CURVE_NAMES[key.curve.name],
-        "x": _b64u(numbers.x.to_bytes(size, "big")),
-        "y": _b64u(numbers.y.to_bytes(size, "big")),
+        "x": b64u(numbers.x.to_bytes(size, "big")),
+        "y": b64u(numbers.y.to_bytes(size, "big")),
     }
 
 
@@ -107,7 +98,7 @@ def _wrap_cek(recipient: JweRecipient, cek: bytes) -> tuple[dict[str, Any], byte
         encrypted = key.encrypt(cek, asym_padding.OAEP(asym_padding.MGF1(digest), digest, None))
         return {"alg": alg}, encrypted
     ephemeral = ec.generate_private_key(key.curve)
-    kek = _concat_kdf(ephemeral.exchange(ec.ECDH(), key), alg, _ECDH_ALGS[alg], b"", b"")
+    kek = concat_kdf(ephemeral.exchange(ec.ECDH(), key), alg, _ECDH_ALGS[alg], b"", b"")
     return {"alg": alg, "epk": _epk_json(ephemeral.public_key())}, aes_key_wrap(kek, cek)
 
 
@@ -118,16 +109,16 @@ def wrap(plaintext: bytes, recipients: list[JweRecipient]) -> bytes:
     cek, iv = os.urandom(32), os.urandom(12)
     wrapped = [_wrap_cek(r, cek) for r in recipients]
     if len(wrapped) == 1:
-        protected = _b64u(_dumps({**wrapped[0][0], "enc": "A256GCM"}))
+        protected = b64u(_dumps({**wrapped[0][0], "enc": "A256GCM"}))
     else:
-        protected = _b64u(_dumps({"enc": "A256GCM"}))
+        protected = b64u(_dumps({"enc": "A256GCM"}))
     sealed = AESGCM(cek).encrypt(iv, plaintext, protected.encode())
     ciphertext, tag = sealed[:-16], sealed[-16:]
     document: dict[str, Any] = {"protected": protected}
     if len(wrapped) > 1:
-        document["recipients"] = [{"header": header, "encrypted_key": _b64u(ek)} for header, ek in wrapped]
-    document["encrypted_key"] = _b64u(wrapped[0][1])
-    document.update({"iv": _b64u(iv), "ciphertext": _b64u(ciphertext), "tag": _b64u(tag)})
+        document["recipients"] = [{"header": header, "encrypted_key": b64u(ek)} for header, ek in wrapped]
+    document["encrypted_key"] = b64u(wrapped[0][1])
+    document.update({"iv": b64u(iv), "ciphertext": b64u(ciphertext), "tag": b64u(tag)})
     return _dumps(document)
 
 
@@ -200,7 +191,7 @@ def _unwrap_cek(recipient: _Recipient, key: PrivateKey) -> bytes | None:
             raise CryptoError("JWE ephemeral key is not a point on its curve") from None
         apu = _unb64u(recipient.header["apu"], "apu") if "apu" in recipient.header else b""
         apv = _unb64u(recipient.header["apv"], "apv") if "apv" in recipient.header else b""
-        kek = _concat_kdf(key.exchange(ec.ECDH(), point), str(alg), _ECDH_ALGS[str(alg)], apu, apv)
+        kek = concat_kdf(key.exchange(ec.ECDH(), point), str(alg), _ECDH_ALGS[str(alg)], apu, apv)
         try:
             return aes_key_unwrap(kek, recipient.encrypted_key)
         except InvalidUnwrap:
