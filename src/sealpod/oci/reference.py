@@ -55,6 +55,20 @@ class ImageReference:
         """What to ask the registry for: the digest when there is one, else the tag."""
         return self.digest or self.tag or DEFAULT_TAG
 
+    def scopes(self) -> list[str]:
+        """Configuration scopes from the most specific: ``repo@digest``, ``repo:tag``, the repository, each parent
+        namespace, the host (as containers-policy.json and registries.d match them)."""
+        out = []
+        if self.digest:
+            out.append(f"{self.repository}@{self.digest}")
+        if self.tag:
+            out.append(f"{self.repository}:{self.tag}")
+        parts = self.repository.split("/")
+        while parts:
+            out.append("/".join(parts))
+            parts.pop()
+        return out
+
     def with_digest(self, digest: str) -> ImageReference:
         """The same name pinned to ``digest`` (the tag is kept for display)."""
         return ImageReference(self.domain, self.path, self.tag, digest)

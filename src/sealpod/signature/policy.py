@@ -185,17 +185,7 @@ def _candidate_scopes(image: ImageUnderCheck) -> list[str]:
             out.append(str(parent))
         return out
     assert image.reference is not None
-    ref = image.reference
-    out = []
-    if ref.digest:
-        out.append(f"{ref.repository}@{ref.digest}")
-    if ref.tag:
-        out.append(f"{ref.repository}:{ref.tag}")
-    parts = ref.repository.split("/")
-    while parts:
-        out.append("/".join(parts))
-        parts.pop()
-    return out
+    return image.reference.scopes()
 
 
 # -- parsing ---------------------------------------------------------------------------------------------------

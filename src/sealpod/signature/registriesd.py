@@ -95,16 +95,7 @@ class RegistriesD:
     def section_for(self, ref: ImageReference) -> Section:
         """The most specific section for ``ref``."""
         scopes = self.scopes or {}
-        candidates = []
-        if ref.digest:
-            candidates.append(f"{ref.repository}@{ref.digest}")
-        if ref.tag:
-            candidates.append(f"{ref.repository}:{ref.tag}")
-        parts = ref.repository.split("/")
-        while parts:
-            candidates.append("/".join(parts))
-            parts.pop()
-        for candidate in candidates:
+        for candidate in ref.scopes():
             if candidate in scopes:
                 return scopes[candidate]
         return self.default or Section()
