@@ -150,7 +150,7 @@ def unpack_image(
                 progress = lambda n: events.layer_progress(i, n)  # noqa: E731
                 return _layer_content(store, d, want, progress, transform, stop)
 
-            content = in_thread(make, depth=8, name="sealpod-inflate")
+            content = in_thread(make, depth=4, name="sealpod-inflate")
             try:
                 reader = ChunkReader(content)
                 try:

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from sealpod.errors import PolicyError
 from sealpod.oci.reference import ImageReference
 
@@ -67,6 +65,8 @@ class RegistriesD:
     @classmethod
     def load(cls, directory: Path | None = None) -> RegistriesD:
         """Read every ``*.yaml`` file of the directory (a missing directory is an empty configuration)."""
+        import yaml  # only when there is a configuration to read
+
         directory = directory or default_dir()
         config = cls(None, {})
         assert config.scopes is not None

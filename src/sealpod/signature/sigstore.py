@@ -16,8 +16,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import nacl.exceptions
-import nacl.secret
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
@@ -57,6 +55,8 @@ def generate_key_pair(passphrase: bytes) -> tuple[bytes, bytes]:
     """A new ECDSA P-256 key pair: (encrypted private PEM, public PEM), as ``cosign generate-key-pair`` makes."""
     key = ec.generate_private_key(ec.SECP256R1())
     der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    import nacl.secret  # only key files need it
+
     salt, nonce = os.urandom(32), os.urandom(24)
     box = nacl.secret.SecretBox(_scrypt(passphrase, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P))
     sealed = box.encrypt(der, nonce).ciphertext
@@ -80,6 +80,9 @@ def generate_key_pair(passphrase: bytes) -> tuple[bytes, bytes]:
 
 def load_private_key(pem: bytes, passphrase: bytes) -> PrivateKey:
     """Open a cosign/sigstore encrypted private key."""
+    import nacl.exceptions
+    import nacl.secret
+
     text = pem.decode(errors="replace").strip()
     kind = next((k for k in PEM_TYPES if text.startswith(f"-----BEGIN {k}-----")), None)
     if kind is None:
