@@ -15,8 +15,13 @@ ACCEPTABLE = ["UpToDate", "SWHardeningNeeded"]
 
 
 def _claims(**changes: Any) -> dict[str, Any]:
-    sgx: dict[str, Any] = {"body": {"mr_enclave": MRE, "mr_signer": MRS}, "isv_prod_id": 3, "isv_svn": 2,
-                           "tcb_status": "UpToDate", "debug": False}
+    sgx: dict[str, Any] = {
+        "body": {"mr_enclave": MRE, "mr_signer": MRS},
+        "isv_prod_id": 3,
+        "isv_svn": 2,
+        "tcb_status": "UpToDate",
+        "debug": False,
+    }
     for key, value in changes.items():
         if key in ("mr_enclave", "mr_signer"):
             sgx["body"][key] = value
@@ -29,9 +34,20 @@ def _claims(**changes: Any) -> dict[str, Any]:
 
 _DROP = object()
 VARIANTS: list[dict[str, Any]] = [
-    {}, {"mr_enclave": "ff" * 32}, {"mr_signer": "00" * 32}, {"isv_prod_id": 1}, {"isv_prod_id": 0},
-    {"isv_svn": 1}, {"isv_svn": 9}, {"tcb_status": "OutOfDate"}, {"tcb_status": "SWHardeningNeeded"},
-    {"debug": True}, {"debug": _DROP}, {"isv_svn": _DROP}, {"tcb_status": _DROP}, {"isv_prod_id": "3"},
+    {},
+    {"mr_enclave": "ff" * 32},
+    {"mr_signer": "00" * 32},
+    {"isv_prod_id": 1},
+    {"isv_prod_id": 0},
+    {"isv_svn": 1},
+    {"isv_svn": 9},
+    {"tcb_status": "OutOfDate"},
+    {"tcb_status": "SWHardeningNeeded"},
+    {"debug": True},
+    {"debug": _DROP},
+    {"isv_svn": _DROP},
+    {"tcb_status": _DROP},
+    {"isv_prod_id": "3"},
 ]
 REFERENCE_SETS = [REFS, {}, {**REFS, "isv_svn": []}, {k: v for k, v in REFS.items() if k != "mr_signer"}]
 
@@ -40,30 +56,47 @@ REFERENCE_SETS = [REFS, {}, {**REFS, "isv_svn": []}, {k: v for k, v in REFS.item
 def test_native_sgx_policy_equals_the_rego(variant: dict[str, Any], references: dict[str, list[Any]]) -> None:
     claims = _claims(**variant)
     native = default_policies.sgx_trust_vector(claims, references, ACCEPTABLE)
-    expected = rego.evaluate(rego.packaged("default_sgx.rego"), "trust_claims", claims,
-                             {"sgx": {"acceptable_tcb_statuses": ACCEPTABLE}}, references)
+    expected = rego.evaluate(
+        rego.packaged("default_sgx.rego"),
+        "trust_claims",
+        claims,
+        {"sgx": {"acceptable_tcb_statuses": ACCEPTABLE}},
+        references,
+    )
     assert native == expected
 
 
 def test_no_sgx_claims_and_uncovered_types() -> None:
     claims = {"sample": {"svn": "1"}}
     assert default_policies.sgx_trust_vector(claims, REFS, ACCEPTABLE) == rego.evaluate(
-        rego.packaged("default_sgx.rego"), "trust_claims", claims, {"sgx": {"acceptable_tcb_statuses": ACCEPTABLE}},
-        REFS)
+        rego.packaged("default_sgx.rego"),
+        "trust_claims",
+        claims,
+        {"sgx": {"acceptable_tcb_statuses": ACCEPTABLE}},
+        REFS,
+    )
     assert default_policies.sgx_trust_vector(_claims(), {**REFS, "isv_svn": ["2"]}, ACCEPTABLE) is None
 
 
 @pytest.mark.parametrize(
     ("claims", "data"),
     [
-        ({"submods": {"cpu0": {"ear.status": "affirming", "ear.veraison.annotated-evidence": {"sgx": {}}}}},
-         {"plugin": "resource"}),
-        ({"submods": {"cpu0": {"ear.status": "affirming", "ear.veraison.annotated-evidence": {"sgx": {}}}}},
-         {"plugin": "other"}),
-        ({"submods": {"cpu0": {"ear.status": "warning", "ear.veraison.annotated-evidence": {"sgx": {}}}}},
-         {"plugin": "resource"}),
-        ({"submods": {"cpu0": {"ear.status": "affirming", "ear.veraison.annotated-evidence": {"sample": {}}}}},
-         {"plugin": "resource"}),
+        (
+            {"submods": {"cpu0": {"ear.status": "affirming", "ear.veraison.annotated-evidence": {"sgx": {}}}}},
+            {"plugin": "resource"},
+        ),
+        (
+            {"submods": {"cpu0": {"ear.status": "affirming", "ear.veraison.annotated-evidence": {"sgx": {}}}}},
+            {"plugin": "other"},
+        ),
+        (
+            {"submods": {"cpu0": {"ear.status": "warning", "ear.veraison.annotated-evidence": {"sgx": {}}}}},
+            {"plugin": "resource"},
+        ),
+        (
+            {"submods": {"cpu0": {"ear.status": "affirming", "ear.veraison.annotated-evidence": {"sample": {}}}}},
+            {"plugin": "resource"},
+        ),
         ({"submods": {"cpu0": {"ear.status": "affirming"}}}, {"plugin": "resource"}),
         ({}, {"plugin": "resource"}),
     ],

@@ -38,7 +38,7 @@ def auth_file_paths() -> list[Path]:
     return paths
 
 
-def _decode_entry(entry: object, path: Path, key: str) -> Credentials | None:
+def _decode_entry(entry: object, path: str, key: str) -> Credentials | None:
     if not isinstance(entry, dict):
         raise AuthError(f"{path}: auths[{key!r}] is not an object")
     token = entry.get("identitytoken")
@@ -70,6 +70,25 @@ def _candidate_keys(repository: str) -> list[str]:
     return keys
 
 
+def credentials_in(raw: bytes, repository: str, source: str) -> Credentials | None:
+    """Credentials for ``repository`` in one auth.json document (the most specific key wins)."""
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise AuthError(f"credentials file {source} is not valid JSON: {err}") from None
+    auths = data.get("auths") if isinstance(data, dict) else None
+    if not isinstance(auths, dict):
+        return None
+    normalised = {_normalise_key(k): (k, v) for k, v in auths.items()}
+    for key in _candidate_keys(repository):
+        if key in normalised:
+            original, entry = normalised[key]
+            found = _decode_entry(entry, source, original)
+            if found:
+                return found
+    return None
+
+
 def lookup_credentials(repository: str, paths: list[Path] | None = None) -> Credentials | None:
     """Credentials for ``repository`` (``domain/path``): the first file that has a matching key wins."""
     for path in paths if paths is not None else auth_file_paths():
@@ -77,20 +96,9 @@ def lookup_credentials(repository: str, paths: list[Path] | None = None) -> Cred
             raw = path.read_bytes()
         except (FileNotFoundError, NotADirectoryError, PermissionError):
             continue
-        try:
-            data = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise AuthError(f"credentials file {path} is not valid JSON: {err}") from None
-        auths = data.get("auths") if isinstance(data, dict) else None
-        if not isinstance(auths, dict):
-            continue
-        normalised = {_normalise_key(k): (k, v) for k, v in auths.items()}
-        for key in _candidate_keys(repository):
-            if key in normalised:
-                original, entry = normalised[key]
-                found = _decode_entry(entry, path, original)
-                if found:
-                    return found
+        found = credentials_in(raw, repository, str(path))
+        if found:
+            return found
     return None
 
 

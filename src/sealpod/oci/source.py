@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from sealpod.errors import ManifestError, UsageError
+from sealpod.oci.auth import Credentials
 from sealpod.oci.layout import OciLayout
 from sealpod.oci.models import (
     MAX_CONFIG_BYTES,
@@ -35,6 +36,7 @@ class RegistryOptions:
 
     tls_verify: bool = True
     ca_file: str | None = None
+    credentials: Credentials | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +121,12 @@ class RegistryStore:
 
     def __init__(self, reference: ImageReference, options: RegistryOptions) -> None:
         self.reference = reference
-        self.client = RegistryClient(reference.registry_host, tls_verify=options.tls_verify, ca_file=options.ca_file)
+        self.client = RegistryClient(
+            reference.registry_host,
+            tls_verify=options.tls_verify,
+            ca_file=options.ca_file,
+            credentials=options.credentials,
+        )
 
     def describe(self) -> str:
         return f"docker://{self.reference}"

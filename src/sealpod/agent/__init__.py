@@ -1,0 +1,1 @@
+"""What runs in the enclave before the workload: KBS resources, and the secure pull pipeline."""

@@ -1,0 +1,75 @@
+"""The enclave's secure pull: everything it needs comes from the KBS after attestation, never from the host.
+
+1. attest (through the KBS client) and fetch the signature policy (image-rs's default URI
+   ``kbs:///default/security-policy/test``); a policy's ``kbs://`` key paths are fetched the same way;
+2. optional registry credentials (``kbs:///default/credential/test``, a containers auth.json);
+3. resolve the image and check its signatures against the policy before any layer is fetched (sigstore
+   attachments are always read here, as image-rs does);
+4. pull, decrypt (image keys wrapped in CoCo packets are opened with KEKs fetched from the KBS by their ``kid``)
+   and unpack, committing the rootfs only when every MAC, digest and diff_id matched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sealpod.kbs.client import KbsClient, KbsClientError
+from sealpod.oci.auth import credentials_in
+from sealpod.oci.platform import host_platform
+from sealpod.oci.pull import PullResult, check_target, unpack_image
+from sealpod.oci.source import RegistryOptions, open_store, parse_location, resolve
+from sealpod.ocicrypt.layers import DecryptionKeys, LayerDecryption
+from sealpod.signature.policy import ImageUnderCheck, parse_policy
+from sealpod.signature.registriesd import RegistriesD, Section
+from sealpod.signature.verifier import ImageSignatures
+
+DEFAULT_POLICY_URI = "kbs:///default/security-policy/test"
+DEFAULT_CREDENTIALS_URI = "kbs:///default/credential/test"
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """Where the agent finds its configuration in the KBS, and how it reaches the registry."""
+
+    policy_uri: str = DEFAULT_POLICY_URI
+    credentials_uri: str | None = DEFAULT_CREDENTIALS_URI
+    tls_verify: bool = True
+    ca_file: str | None = None
+
+
+def _optional_resource(client: KbsClient, uri: str) -> bytes | None:
+    try:
+        return client.get_resource(uri)
+    except KbsClientError as err:
+        if err.variant == "PluginInternalError" and "does not exist" in str(err):
+            return None
+        raise
+
+
+def secure_pull(image: str, rootfs: Path, client: KbsClient, settings: AgentSettings | None = None) -> PullResult:
+    """Attest, fetch policy and keys from the KBS, verify, decrypt and unpack ``image`` into ``rootfs``."""
+    settings = settings or AgentSettings()
+    check_target(rootfs.absolute())
+    policy = parse_policy(client.get_resource(settings.policy_uri), getter=client.get_resource)
+    location = parse_location(image)
+    credentials = None
+    if settings.credentials_uri and location.reference is not None:
+        auth_json = _optional_resource(client, settings.credentials_uri)
+        if auth_json is not None:
+            credentials = credentials_in(auth_json, location.reference.repository, settings.credentials_uri)
+    store = open_store(location, RegistryOptions(settings.tls_verify, settings.ca_file, credentials))
+    try:
+        resolved = resolve(store, host_platform())
+        digest = resolved.index_digest or resolved.manifest_digest
+        signatures = ImageSignatures(
+            location.reference,
+            digest,
+            store if location.transport == "docker" else None,
+            RegistriesD(Section(use_sigstore_attachments=True), {}),
+        )
+        policy.evaluate(ImageUnderCheck(location.transport, location.reference, digest, path=location.path), signatures)
+        keys = DecryptionKeys(kek_getter=client.get_resource)
+        return unpack_image(store, resolved, rootfs, transform=LayerDecryption(resolved.manifest, keys))
+    finally:
+        store.close()
