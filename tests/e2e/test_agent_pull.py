@@ -22,7 +22,7 @@ from sealpod.oci.localregistry import LocalRegistry
 from sealpod.tee.sim import SimPlatform
 from tests.conftest import need, run_tool
 from tests.helpers import E, image_from_tars, make_tar
-from tests.kbs.conftest import MRE, MRS, KbsProcess, kbs_factory, register_enclave, sim  # noqa: F401 - fixtures
+from tests.kbs.conftest import MRE, MRS, KbsProcess, register_enclave
 
 SEALPOD = str(Path(sys.executable).with_name("sealpod"))
 SECRET = b"only the enclave reads this\n"
@@ -88,7 +88,7 @@ def test_agent_pulls_a_signed_encrypted_image_with_everything_from_the_kbs(
     registry: LocalRegistry,
     kbs_factory: Callable[..., KbsProcess],
     sim: SimPlatform,
-    tmp_path: Path,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     server = kbs_factory()
     image = _tenant(tmp_path, registry, server.url)
@@ -109,14 +109,16 @@ def test_agent_pulls_a_signed_encrypted_image_with_everything_from_the_kbs(
         f"docker://{image.replace(':v1', ':unsigned')}",
         "--remove-signatures",
     )
-    with KbsClient(server.url, sim.attester(mr_enclave=MRE, mr_signer=MRS)) as client:
-        with pytest.raises(SealpodError, match="is not accepted|no sigstoreSigned"):
-            secure_pull(image.replace(":v1", ":unsigned"), tmp_path / "rootfs2", client, settings)
+    with (
+        KbsClient(server.url, sim.attester(mr_enclave=MRE, mr_signer=MRS)) as client,
+        pytest.raises(SealpodError, match=r"is not accepted|no sigstoreSigned"),
+    ):
+        secure_pull(image.replace(":v1", ":unsigned"), tmp_path / "rootfs2", client, settings)
     assert not (tmp_path / "rootfs2").exists()
 
     # an enclave the tenant did not register gets nothing: not the policy, not the keys
-    with KbsClient(server.url, sim.attester(mr_enclave=b"\x01" * 32, mr_signer=MRS)) as stranger:
-        with pytest.raises(KbsClientError) as denied:
-            secure_pull(image, tmp_path / "rootfs3", stranger, settings)
+    stranger = KbsClient(server.url, sim.attester(mr_enclave=b"\x01" * 32, mr_signer=MRS))
+    with stranger, pytest.raises(KbsClientError) as denied:
+        secure_pull(image, tmp_path / "rootfs3", stranger, settings)
     assert denied.value.variant == "PolicyDeny"
     assert not (tmp_path / "rootfs3").exists()
