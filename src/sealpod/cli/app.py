@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from sealpod import __version__
-from sealpod.cli import attest, demo, image, kbs, keyprovider, pull
+from sealpod.cli import attest, demo, enclave, image, kbs, keyprovider, pull
 from sealpod.cli.common import configure_logging
 
 app = typer.Typer(
@@ -44,6 +44,7 @@ app.add_typer(image.app, name="image")
 app.add_typer(keyprovider.app, name="keyprovider")
 app.add_typer(attest.app, name="attest")
 app.add_typer(kbs.app, name="kbs")
+app.add_typer(enclave.app, name="enclave")
 
 
 def main() -> None:

@@ -1,0 +1,5 @@
+"""``python -m sealpod``: the command line."""
+
+from sealpod.cli.app import main
+
+main()

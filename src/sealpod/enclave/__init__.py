@@ -1,0 +1,1 @@
+"""The generic enclave: its measured manifest, the encrypted rootfs, the sandbox, boot."""

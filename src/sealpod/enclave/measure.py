@@ -1,0 +1,90 @@
+"""The generic enclave's identity on the simulated platform.
+
+MRENCLAVE = SHA-256 over the canonical manifest: the enclave program's files (the sealpod package and the Python
+interpreter that runs it), each by path and SHA-256, plus its fixed configuration. MRSIGNER = SHA-256 of the
+enclave signing key's RSA modulus (little-endian, as SGX hashes it). The same code always measures the same; any
+changed file changes MRENCLAVE, and a KBS that registered the old value stops releasing keys to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+import sealpod
+from sealpod.config import state_dir
+from sealpod.errors import SealpodError
+
+ISV_PROD_ID = 1
+ISV_SVN = 1
+ENCLAVE_CONFIG: dict[str, object] = {
+    "entry": "sealpod.enclave",
+    "isv_prod_id": ISV_PROD_ID,
+    "isv_svn": ISV_SVN,
+    "debug": False,
+    "version": 1,
+}
+
+
+@dataclass(frozen=True)
+class EnclaveIdentity:
+    """What a genuine generic enclave measures as."""
+
+    mr_enclave: bytes
+    mr_signer: bytes
+    isv_prod_id: int
+    isv_svn: int
+    files: int
+
+
+def manifest(package_dir: Path | None = None, interpreter: Path | None = None) -> list[tuple[str, str]]:
+    """The measured files: (path, SHA-256), in a stable order."""
+    package_dir = package_dir or Path(sealpod.__file__).parent
+    interpreter = interpreter or Path(os.path.realpath(sys.executable))
+    entries = [(f"interpreter/{interpreter.name}", hashlib.sha256(interpreter.read_bytes()).hexdigest())]
+    for path in sorted(package_dir.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".pyc", ".pyo"):
+            relative = path.relative_to(package_dir).as_posix()
+            entries.append((f"sealpod/{relative}", hashlib.sha256(path.read_bytes()).hexdigest()))
+    return entries
+
+
+def signing_key(path: Path | None = None) -> rsa.RSAPrivateKey:
+    """The enclave signing key (RSA-3072, exponent 3 as SGX requires), made on first use."""
+    path = path or state_dir() / "enclave-signing-key.pem"
+    if path.exists():
+        key = serialization.load_pem_private_key(path.read_bytes(), None)
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise SealpodError(f"{path} is not an RSA private key")
+        return key
+    key = rsa.generate_private_key(public_exponent=3, key_size=3072)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+    return key
+
+
+def measure(key_path: Path | None = None, package_dir: Path | None = None) -> EnclaveIdentity:
+    """MRENCLAVE and MRSIGNER of the generic enclave as installed here."""
+    entries = manifest(package_dir)
+    canonical = json.dumps({"config": ENCLAVE_CONFIG, "files": entries}, sort_keys=True, separators=(",", ":"))
+    modulus = signing_key(key_path).public_key().public_numbers().n.to_bytes(384, "little")
+    return EnclaveIdentity(
+        hashlib.sha256(canonical.encode()).digest(),
+        hashlib.sha256(modulus).digest(),
+        ISV_PROD_ID,
+        ISV_SVN,
+        len(entries),
+    )
