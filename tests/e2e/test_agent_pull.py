@@ -4,10 +4,6 @@ agent, attesting with the simulated SGX platform, gets all of it from the KBS an
 
 from __future__ import annotations
 
-import base64
-import json
-import os
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,72 +12,14 @@ import pytest
 
 from sealpod.agent.pull import AgentSettings, secure_pull
 from sealpod.errors import SealpodError
-from sealpod.kbs.admin_client import AdminClient
 from sealpod.kbs.client import KbsClient, KbsClientError
 from sealpod.oci.localregistry import LocalRegistry
 from sealpod.tee.sim import SimPlatform
 from tests.conftest import need, run_tool
-from tests.helpers import E, image_from_tars, make_tar
-from tests.kbs.conftest import MRE, MRS, KbsProcess, register_enclave
+from tests.e2e.tenant import SECRET, tenant
+from tests.kbs.conftest import MRE, MRS, KbsProcess
 
 SEALPOD = str(Path(sys.executable).with_name("sealpod"))
-SECRET = b"only the enclave reads this\n"
-
-
-def _tenant(tmp_path: Path, registry: LocalRegistry, kbs_url: str) -> str:
-    """Encrypt, sign, push, and register everything with the KBS; returns the image reference."""
-    env = {**os.environ, "COSIGN_PASSWORD": "pw"}
-    image_from_tars(
-        tmp_path / "plain",
-        "v1",
-        [
-            make_tar([E("app", "dir"), E("app/secret.txt", data=SECRET)]),
-            make_tar([E("app/run.sh", data=b"#!/bin/sh\n", mode=0o755)]),
-        ],
-    )
-    keks = tmp_path / "keks.json"
-    provider_config = tmp_path / "ocicrypt.json"
-    provider_config.write_text(
-        json.dumps(
-            {
-                "key-providers": {
-                    "attestation-agent": {"cmd": {"path": SEALPOD, "args": ["keyprovider", "--keys", str(keks)]}}
-                }
-            }
-        )
-    )
-    env["OCICRYPT_KEYPROVIDER_CONFIG"] = str(provider_config)
-    image = f"{registry.host}/tenant/app:v1"
-
-    def cli(*args: str | Path) -> None:
-        proc = subprocess.run([SEALPOD, *map(str, args)], capture_output=True, text=True, env=env, check=False)
-        assert proc.returncode == 0, proc.stderr
-
-    cli(
-        "image",
-        "encrypt",
-        f"oci:{tmp_path / 'plain'}:v1",
-        image,
-        "--dest-tls-verify=false",
-        "--recipient",
-        "provider:attestation-agent:keyid=kbs:///default/image-kek/app",
-    )
-    cli("image", "keygen", "--output-key-prefix", tmp_path / "cosign")
-    cli("image", "sign", image, "--key", tmp_path / "cosign.key", "--tls-verify=false")
-    policy = {
-        "default": [{"type": "reject"}],
-        "transports": {
-            "docker": {registry.host: [{"type": "sigstoreSigned", "keyPath": "kbs:///default/cosign-key/1"}]}
-        },
-    }
-    with AdminClient(kbs_url) as admin:
-        admin.put_resource(
-            "default/image-kek/app", base64.b64decode(json.loads(keks.read_text())["default/image-kek/app"])
-        )
-        admin.put_resource("default/cosign-key/1", (tmp_path / "cosign.pub").read_bytes())
-        admin.put_resource("default/security-policy/test", json.dumps(policy).encode())
-    register_enclave(kbs_url)
-    return image
 
 
 def test_agent_pulls_a_signed_encrypted_image_with_everything_from_the_kbs(
@@ -91,7 +29,7 @@ def test_agent_pulls_a_signed_encrypted_image_with_everything_from_the_kbs(
     tmp_path: Path,
 ) -> None:
     server = kbs_factory()
-    image = _tenant(tmp_path, registry, server.url)
+    image = tenant(tmp_path, registry, server.url)
     settings = AgentSettings(tls_verify=False)
     with KbsClient(server.url, sim.attester(mr_enclave=MRE, mr_signer=MRS)) as client:
         result = secure_pull(image, tmp_path / "rootfs", client, settings)

@@ -8,6 +8,7 @@ import typer
 
 from sealpod import __version__
 from sealpod.cli import attest, demo, enclave, image, kbs, keyprovider, pull
+from sealpod.cli import run as run_cli
 from sealpod.cli.common import configure_logging
 
 app = typer.Typer(
@@ -39,6 +40,7 @@ def main_callback(
 
 app.command("pull")(pull.pull)
 app.command("inspect")(pull.inspect)
+app.command("run")(run_cli.run)
 app.command("demo")(demo.demo)
 app.add_typer(image.app, name="image")
 app.add_typer(keyprovider.app, name="keyprovider")

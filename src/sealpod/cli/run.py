@@ -1,0 +1,72 @@
+"""``sealpod run``: run an encrypted, signed image in the generic enclave, in the manner of ``podman run``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from sealpod.cli.common import TlsVerify, parse_bool
+from sealpod.cli.common import run as run_action
+
+
+def run(
+    image: Annotated[str, typer.Argument(help="Image reference, e.g. registry.example/app:v1 or oci:DIR:TAG")],
+    command: Annotated[list[str] | None, typer.Argument(help="Replaces the image's Cmd.")] = None,
+    kbs: Annotated[
+        str, typer.Option("--kbs", help="Key broker URL, e.g. http://127.0.0.1:8080", show_default=False)
+    ] = "",
+    env: Annotated[list[str] | None, typer.Option("-e", "--env", help="NAME=VALUE added to the image's Env.")] = None,
+    name: Annotated[str, typer.Option("--name", help="The workload's hostname.")] = "sealpod",
+    net: Annotated[str, typer.Option("--net", help="'none' (own empty network namespace) or 'host'.")] = "none",
+    rootfs: Annotated[
+        str, typer.Option("--rootfs", help="'memory': tmpfs only the enclave's mount namespace sees.")
+    ] = "memory",
+    rm: Annotated[
+        bool, typer.Option("--rm", help="Accepted for podman compatibility: nothing is kept anyway.")
+    ] = False,
+    sim: Annotated[
+        bool, typer.Option("--sim", help="Use the simulated SGX platform when there is no SGX (no secrecy from root).")
+    ] = False,
+    tls_verify: TlsVerify = "true",
+    kbs_ca: Annotated[str | None, typer.Option("--kbs-ca", help="CA file for the KBS's TLS certificate.")] = None,
+    policy_uri: Annotated[
+        str | None, typer.Option(help="Where the signature policy is [default: kbs:///default/security-policy/test]")
+    ] = None,
+) -> None:
+    """Attest to the KBS, pull, verify, decrypt and unpack IMAGE inside the enclave, and run it sandboxed.
+
+    The host passes only the image reference and the KBS address; the policy, registry credentials and keys go
+    from the KBS to the attested enclave. stdin, stdout, stderr and the exit status pass through.
+    """
+
+    def action() -> None:
+        from sealpod.boot_request import BootRequest
+        from sealpod.errors import SealpodError
+        from sealpod.runtime.launch import run_enclave
+
+        if not kbs:
+            raise SealpodError("no KBS given", hint="pass --kbs URL (the key broker that holds this image's keys)")
+        if net not in ("none", "host"):
+            raise SealpodError(f"--net {net!r} is not supported", hint="use 'none' or 'host'")
+        if rootfs != "memory":
+            raise SealpodError(
+                f"--rootfs {rootfs!r} is not supported yet", hint="use 'memory' (gocryptfs is not built yet)"
+            )
+        request = BootRequest(
+            image=image,
+            kbs_url=kbs,
+            command=list(command or []),
+            env=list(env or []),
+            name=name,
+            share_net=net == "host",
+            allow_sim=sim,
+            registry_tls_verify=parse_bool(tls_verify),
+            kbs_ca_file=kbs_ca,
+            policy_uri=policy_uri,
+        )
+        code = run_enclave(request)
+        if code:
+            raise typer.Exit(code)
+
+    run_action(action)

@@ -1,0 +1,104 @@
+"""The workload's isolation: its own pid, mount, ipc, uts and (optionally) net namespaces, pivot_root into the
+rootfs, the OCI default capability set, no_new_privs; then exec as the image's user.
+
+Runs in the enclave process, which is already in its own private mount namespace holding the plaintext rootfs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+from sealpod.enclave import linux
+from sealpod.enclave.workload import Workload
+
+# the capabilities runc gives a container by default (OCI runtime-spec / moby default set)
+DEFAULT_CAPABILITIES = {
+    "CAP_CHOWN": 0,
+    "CAP_DAC_OVERRIDE": 1,
+    "CAP_FOWNER": 3,
+    "CAP_FSETID": 4,
+    "CAP_KILL": 5,
+    "CAP_SETGID": 6,
+    "CAP_SETUID": 7,
+    "CAP_SETPCAP": 8,
+    "CAP_NET_BIND_SERVICE": 10,
+    "CAP_NET_RAW": 13,
+    "CAP_SYS_CHROOT": 18,
+    "CAP_MKNOD": 27,
+    "CAP_AUDIT_WRITE": 29,
+    "CAP_SETFCAP": 31,
+}
+_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+
+
+def _mount_filesystems(root: str) -> None:
+    for name in ("proc", "dev", "tmp", "sys"):
+        os.makedirs(f"{root}/{name}", exist_ok=True)
+    linux.mount("proc", f"{root}/proc", "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
+    linux.mount("tmpfs", f"{root}/dev", "tmpfs", linux.MS_NOSUID, "mode=755,size=65536k")
+    for device in _DEVICES:
+        target = f"{root}/dev/{device}"
+        open(target, "a").close()
+        linux.mount(f"/dev/{device}", target, None, linux.MS_BIND)
+    os.makedirs(f"{root}/dev/shm", exist_ok=True)
+    linux.mount("shm", f"{root}/dev/shm", "tmpfs", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC, "mode=1777")
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1")):
+        os.symlink(target, f"{root}/dev/{name}")
+    os.symlink("/proc/self/fd/2", f"{root}/dev/stderr")
+
+
+def _drop_capabilities(keep: set[int]) -> None:
+    for cap in range(linux.last_capability() + 1):
+        if cap not in keep:
+            linux.prctl(linux.PR_CAPBSET_DROP, cap)
+    linux.prctl(linux.PR_CAP_AMBIENT, linux.PR_CAP_AMBIENT_CLEAR_ALL)
+    mask = sum(1 << cap for cap in keep)
+    linux.capset(mask, mask, 0)
+
+
+def enter(rootfs: Path, workload: Workload, *, hostname: str, share_net: bool) -> None:
+    """In the child, before exec: the new namespaces, the rootfs as /, the capabilities, the user."""
+    flags = linux.CLONE_NEWNS | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC | (0 if share_net else linux.CLONE_NEWNET)
+    linux.unshare(flags)
+    linux.mount("none", "/", None, linux.MS_REC | linux.MS_PRIVATE)
+    root = str(rootfs)
+    linux.mount(root, root, None, linux.MS_BIND | linux.MS_REC)
+    _mount_filesystems(root)
+    os.chdir(root)
+    linux.pivot_root(".", ".")
+    linux.umount(".", linux.MNT_DETACH)
+    os.chdir("/")
+    linux.sethostname(hostname)
+    try:
+        os.chdir(workload.cwd)
+    except OSError:
+        os.makedirs(workload.cwd, exist_ok=True)
+        os.chdir(workload.cwd)
+    _drop_capabilities(set(DEFAULT_CAPABILITIES.values()))
+    os.setgroups(workload.groups)
+    os.setgid(workload.gid)
+    os.setuid(workload.uid)
+    linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+
+
+def run(rootfs: Path, workload: Workload, *, hostname: str = "sealpod", share_net: bool = False) -> int:
+    """Run ``workload`` sandboxed in ``rootfs``; stdio pass through, SIGTERM/SIGINT/SIGHUP are forwarded; returns its
+    exit status (128 + signal number when a signal ended it, as shells report it)."""
+    linux.unshare(linux.CLONE_NEWPID)  # the next child is pid 1 of a new pid namespace
+    process = subprocess.Popen(
+        workload.argv,
+        env=workload.env,
+        preexec_fn=lambda: enter(rootfs, workload, hostname=hostname, share_net=share_net),
+        close_fds=True,
+    )
+
+    def forward(signum: int, _frame: object) -> None:
+        process.send_signal(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, forward)
+    code = process.wait()
+    return 128 - code if code < 0 else code

@@ -1,0 +1,147 @@
+"""``sealpod run`` end to end: a tenant's encrypted, signed image runs in the (simulated) enclave with its own
+entrypoint, env, workdir and user, sandboxed; the workload's output and exit status are what the user gets; an
+enclave the KBS does not know and a tampered command line get nothing; no plaintext reaches the host's disk."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from sealpod.enclave.measure import measure
+from sealpod.oci.localregistry import LocalRegistry
+from sealpod.tee.sim import SimPlatform
+from tests.conftest import need
+from tests.e2e.tenant import tenant
+from tests.helpers import E, make_tar
+from tests.kbs.conftest import KbsProcess
+
+SEALPOD = str(Path(sys.executable).with_name("sealpod"))
+CANARY_FILE = b"canary-file-7f3a9c1e"
+CANARY_ENV = "canary-env-51d0b2aa"
+SCRIPT = (
+    "echo user=$(busybox id -u):$(busybox id -g); echo host=$(busybox hostname); echo cwd=$(busybox pwd);"
+    " echo env=$SECRET_ENV; busybox cat /app/secret.txt; echo;"
+    " echo pid=$$; echo procs=$(busybox ls /proc | busybox grep -c '^[0-9]');"
+    " busybox mount -t tmpfs none /tmp 2>/dev/null && echo mount=yes || echo mount=no;"
+    " test -e /usr/bin/python3 && echo hostfs=yes || echo hostfs=no;"
+    " echo links=$(busybox grep -c : /proc/net/dev); exit 7"
+)
+
+
+def _image_layers() -> list[bytes]:
+    busybox = Path(need("busybox")).resolve().read_bytes()
+    return [
+        make_tar(
+            [
+                E("bin", "dir"),
+                E("bin/busybox", data=busybox, mode=0o755),
+                E("bin/sh", "symlink", link="busybox"),
+                E("etc", "dir"),
+                E("etc/passwd", data=b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/app:/bin/sh\n"),
+                E("etc/group", data=b"root:x:0:\napp:x:1000:\n"),
+            ]
+        ),
+        make_tar([E("app", "dir", uid=1000, gid=1000), E("app/secret.txt", data=CANARY_FILE)]),
+    ]
+
+
+CONFIG: dict[str, object] = {
+    "Entrypoint": ["/bin/sh", "-c"],
+    "Cmd": [SCRIPT],
+    "Env": [f"SECRET_ENV={CANARY_ENV}"],
+    "User": "app",
+    "WorkingDir": "/app",
+}
+
+
+@pytest.fixture
+def node(tmp_path: Path, sim: SimPlatform) -> dict[str, str]:
+    """The node's environment: its own state dir whose simulated platform is the one the KBS trusts."""
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "sim-sgx").symlink_to(tmp_path / "sim")
+    return {**os.environ, "SEALPOD_STATE_DIR": str(state)}
+
+
+def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([SEALPOD, "run", *args], capture_output=True, text=True, env=env, check=False, timeout=120)
+
+
+def test_an_encrypted_signed_image_runs_sandboxed_as_its_own_user(
+    registry: LocalRegistry,
+    kbs_factory: Callable[..., KbsProcess],
+    node: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    server = kbs_factory()
+    me = measure(Path(node["SEALPOD_STATE_DIR"]) / "enclave-signing-key.pem")
+    identity = (me.mr_enclave, me.mr_signer, me.isv_prod_id, me.isv_svn)
+    image = tenant(tmp_path, registry, server.url, layers=_image_layers(), config=CONFIG, identity=identity)
+
+    proc = _run(node, image, "--kbs", server.url, "--sim", "--tls-verify=false", "--name", "web1")
+    assert proc.returncode == 7, proc.stderr
+    lines = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
+    assert lines["user"] == "1000:1000"
+    assert lines["host"] == "web1"
+    assert lines["cwd"] == "/app"
+    assert lines["env"] == CANARY_ENV
+    assert CANARY_FILE.decode() in proc.stdout
+    assert lines["pid"] == "1"  # its own pid namespace, where it is init
+    assert int(lines["procs"]) <= 4  # itself and this pipeline, nothing of the host
+    assert lines["mount"] == "no"
+    assert lines["hostfs"] == "no"
+    assert lines["links"] == "1"  # only lo: its own network namespace
+    assert "simulated SGX" in proc.stderr
+
+    # a command from the host replaces Cmd, and -e adds to Env
+    proc = _run(node, image, "--kbs", server.url, "--sim", "--tls-verify=false", "-e", "X=1", "echo x=$X; exit 3")
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stdout.strip() == "x=1"
+
+    # no plaintext file content anywhere the host can see: registry storage, the node's state, the test's /tmp dir
+    # (except the tenant's own plaintext layout). The image config is not encrypted by ocicrypt (the format encrypts
+    # layers only), so Env is readable in the registry; it must not appear anywhere else.
+    config_blobs = 0
+    for path in [*registry.storage.rglob("*"), *tmp_path.rglob("*")]:
+        if path.is_file() and not path.is_symlink() and not path.is_relative_to(tmp_path / "plain"):
+            data = path.read_bytes()
+            assert CANARY_FILE not in data, path
+            if CANARY_ENV.encode() in data:
+                assert path.is_relative_to(registry.storage), path
+                config_blobs += 1
+    assert config_blobs >= 1
+    assert not any((Path(node["SEALPOD_STATE_DIR"]) / "run").iterdir())
+
+
+def test_an_enclave_the_kbs_does_not_know_gets_nothing_and_runs_nothing(
+    registry: LocalRegistry,
+    kbs_factory: Callable[..., KbsProcess],
+    node: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    server = kbs_factory()
+    me = measure(Path(node["SEALPOD_STATE_DIR"]) / "enclave-signing-key.pem")
+    # the tenant registered another build of the enclave
+    identity = (bytes(32), me.mr_signer, me.isv_prod_id, me.isv_svn)
+    image = tenant(tmp_path, registry, server.url, layers=_image_layers(), config=CONFIG, identity=identity)
+    proc = _run(node, image, "--kbs", server.url, "--sim", "--tls-verify=false")
+    assert proc.returncode == 125
+    assert "PolicyDeny" in proc.stderr
+    assert "user=" not in proc.stdout
+
+
+def test_without_sgx_or_sim_the_enclave_refuses_to_start(node: dict[str, str]) -> None:
+    proc = _run(node, "127.0.0.1:1/none:v1", "--kbs", "http://127.0.0.1:1")
+    assert proc.returncode == 125
+    assert "no SGX device here" in proc.stderr
+
+
+def test_run_needs_a_kbs(node: dict[str, str]) -> None:
+    proc = _run(node, "127.0.0.1:1/none:v1")
+    assert proc.returncode == 1
+    assert "no KBS given" in proc.stderr
