@@ -25,6 +25,8 @@ class BootRequest:
     registry_tls_verify: bool = True
     kbs_ca_file: str | None = None
     policy_uri: str | None = None
+    memory: int | None = None
+    pids: int | None = None
 
     def to_json(self) -> str:
         """The request as the host passes it on the enclave's command line."""

@@ -99,9 +99,24 @@ def test_an_encrypted_signed_image_runs_sandboxed_as_its_own_user(
     assert "simulated SGX" in proc.stderr
 
     # a command from the host replaces Cmd, and -e adds to Env
-    proc = _run(node, image, "--kbs", server.url, "--sim", "--tls-verify=false", "-e", "X=1", "echo x=$X; exit 3")
+    flags = ("--kbs", server.url, "--sim", "--tls-verify=false")
+    proc = _run(node, image, *flags, "-e", "X=1", "echo x=$X; exit 3")
     assert proc.returncode == 3, proc.stderr
     assert proc.stdout.strip() == "x=1"
+
+    # seccomp: creating a user namespace needs no capability, the filter is what refuses it
+    proc = _run(node, image, *flags, "busybox unshare -U true 2>&1; echo rc=$?")
+    assert proc.returncode == 0, proc.stderr
+    assert "Operation not permitted" in proc.stdout
+    assert "rc=0" not in proc.stdout
+
+    # limits: --pids-limit caps the processes, --memory ends a workload that allocates past it
+    proc = _run(node, image, *flags, "--pids-limit", "4", "for i in 1 2 3 4 5 6; do busybox sleep 1 & done; wait")
+    assert "can't fork" in proc.stderr + proc.stdout
+    proc = _run(node, image, *flags, "--memory", "16m", "busybox dd if=/dev/zero of=/dev/null bs=64M count=1")
+    assert proc.returncode == 137, proc.stderr  # SIGKILL from the OOM killer
+    proc = _run(node, image, *flags, "--memory", "64m", "busybox dd if=/dev/zero of=/dev/null bs=16M count=1")
+    assert proc.returncode == 0, proc.stderr
 
     # no plaintext file content anywhere the host can see: registry storage, the node's state, the test's /tmp dir
     # (except the tenant's own plaintext layout). The image config is not encrypted by ocicrypt (the format encrypts

@@ -30,6 +30,8 @@ def run(
     ] = False,
     tls_verify: TlsVerify = "true",
     kbs_ca: Annotated[str | None, typer.Option("--kbs-ca", help="CA file for the KBS's TLS certificate.")] = None,
+    memory: Annotated[str | None, typer.Option("--memory", "-m", help="Memory limit, e.g. 64m or 1g.")] = None,
+    pids: Annotated[int | None, typer.Option("--pids-limit", help="Most processes the workload may have.")] = None,
     policy_uri: Annotated[
         str | None, typer.Option(help="Where the signature policy is [default: kbs:///default/security-policy/test]")
     ] = None,
@@ -42,6 +44,7 @@ def run(
 
     def action() -> None:
         from sealpod.boot_request import BootRequest
+        from sealpod.enclave.cgroups import parse_size
         from sealpod.errors import SealpodError
         from sealpod.runtime.launch import run_enclave
 
@@ -64,6 +67,8 @@ def run(
             registry_tls_verify=parse_bool(tls_verify),
             kbs_ca_file=kbs_ca,
             policy_uri=policy_uri,
+            memory=parse_size(memory) if memory else None,
+            pids=pids,
         )
         code = run_enclave(request)
         if code:

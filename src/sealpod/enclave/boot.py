@@ -18,6 +18,7 @@ from sealpod.agent.pull import AgentSettings, secure_pull
 from sealpod.boot_request import BootRequest
 from sealpod.config import state_dir
 from sealpod.enclave import linux, sandbox
+from sealpod.enclave.cgroups import Limits
 from sealpod.enclave.measure import measure
 from sealpod.enclave.workload import workload_for
 from sealpod.errors import SealpodError
@@ -70,7 +71,8 @@ def boot(request: BootRequest) -> int:
         with KbsClient(request.kbs_url, tee, ca_file=request.kbs_ca_file) as client:
             result = secure_pull(request.image, rootfs, client, settings)
         workload = workload_for(result.image.config, rootfs, request.command, request.env)
-        return sandbox.run(rootfs, workload, hostname=request.name, share_net=request.share_net)
+        limits = Limits(request.memory, request.pids)
+        return sandbox.run(rootfs, workload, hostname=request.name, share_net=request.share_net, limits=limits)
     finally:
         linux.umount(str(mountpoint), linux.MNT_DETACH)
         shutil.rmtree(mountpoint, ignore_errors=True)

@@ -11,7 +11,8 @@ import signal
 import subprocess
 from pathlib import Path
 
-from sealpod.enclave import linux
+from sealpod.enclave import linux, seccomp_filter
+from sealpod.enclave.cgroups import Cgroups, Limits
 from sealpod.enclave.workload import Workload
 
 # the capabilities runc gives a container by default (OCI runtime-spec / moby default set)
@@ -59,8 +60,11 @@ def _drop_capabilities(keep: set[int]) -> None:
     linux.capset(mask, mask, 0)
 
 
-def enter(rootfs: Path, workload: Workload, *, hostname: str, share_net: bool) -> None:
-    """In the child, before exec: the new namespaces, the rootfs as /, the capabilities, the user."""
+def enter(rootfs: Path, workload: Workload, *, hostname: str, share_net: bool, cgroups: Cgroups | None) -> None:
+    """In the child, before exec: the cgroups, the new namespaces, the rootfs as /, the capabilities, the user,
+    no_new_privs and the seccomp filter."""
+    if cgroups:
+        cgroups.join()
     flags = linux.CLONE_NEWNS | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC | (0 if share_net else linux.CLONE_NEWNET)
     linux.unshare(flags)
     linux.mount("none", "/", None, linux.MS_REC | linux.MS_PRIVATE)
@@ -82,23 +86,41 @@ def enter(rootfs: Path, workload: Workload, *, hostname: str, share_net: bool) -
     os.setgid(workload.gid)
     os.setuid(workload.uid)
     linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+    seccomp_filter.install()
 
 
-def run(rootfs: Path, workload: Workload, *, hostname: str = "sealpod", share_net: bool = False) -> int:
+def run(
+    rootfs: Path,
+    workload: Workload,
+    *,
+    hostname: str = "sealpod",
+    share_net: bool = False,
+    limits: Limits | None = None,
+) -> int:
     """Run ``workload`` sandboxed in ``rootfs``; stdio pass through, SIGTERM/SIGINT/SIGHUP are forwarded; returns its
     exit status (128 + signal number when a signal ended it, as shells report it)."""
+    cgroups = Cgroups(f"{hostname}-{os.getpid()}", limits) if limits else None
     linux.unshare(linux.CLONE_NEWPID)  # the next child is pid 1 of a new pid namespace
-    process = subprocess.Popen(
-        workload.argv,
-        env=workload.env,
-        preexec_fn=lambda: enter(rootfs, workload, hostname=hostname, share_net=share_net),
-        close_fds=True,
-    )
+    try:
+        process = subprocess.Popen(
+            workload.argv,
+            env=workload.env,
+            preexec_fn=lambda: enter(rootfs, workload, hostname=hostname, share_net=share_net, cgroups=cgroups),
+            close_fds=True,
+        )
+    except BaseException:
+        if cgroups:
+            cgroups.remove()
+        raise
 
     def forward(signum: int, _frame: object) -> None:
         process.send_signal(signum)
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, forward)
-    code = process.wait()
+    try:
+        code = process.wait()
+    finally:
+        if cgroups:
+            cgroups.remove()
     return 128 - code if code < 0 else code
