@@ -1,8 +1,18 @@
-"""``sealpod demo``: the whole flow on one machine, narrated. (For now: build, push, pull and unpack.)"""
+"""``sealpod demo``: the whole deployment flow on one machine, narrated.
+
+Tenant: build a sample image, make a KEK and a cosign key, encrypt and sign the image, push it, register the KEK,
+the public key, the signature policy and the enclave's reference values with a KBS. Node: run the image in the
+generic enclave (simulated SGX here), which attests, gets everything from the KBS, and runs the workload. Then an
+unsigned image and an enclave the KBS does not know are refused.
+"""
 
 from __future__ import annotations
 
+import base64
+import json
+import os
 import shutil
+import sys
 import tarfile
 import tempfile
 from importlib import resources
@@ -14,36 +24,145 @@ import typer
 from sealpod.cli.common import err_console, out_console, run
 
 if TYPE_CHECKING:
+    from sealpod.boot_request import BootRequest
+    from sealpod.kbs.embedded import EmbeddedKbs
     from sealpod.oci.build import LayerSpec
     from sealpod.oci.localregistry import LocalRegistry
-    from sealpod.oci.source import ImageStore
 
 DEMO_PLATFORM = "linux/amd64"
+KEK_ID = "kbs:///default/image-kek/demo"
+COSIGN_KEY_PATH = "default/cosign-key/demo"
+PASSPHRASE = b"sealpod-demo"
 
 
 def _step(text: str) -> None:
     out_console.print(f"\n[bold cyan]==>[/] {text}")
 
 
+def _say(text: str) -> None:
+    out_console.print(f"    {text}")
+
+
+def _member(
+    name: str, data: bytes = b"", *, kind: bytes = tarfile.REGTYPE, link: str = "", mode: int = 0o644, owner: int = 0
+) -> tuple[tarfile.TarInfo, bytes | None]:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.mode, info.uid, info.gid = kind, link, mode, owner, owner
+    info.size = len(data) if kind == tarfile.REGTYPE else 0
+    return info, data if kind == tarfile.REGTYPE else None
+
+
 def _sample_layers(app_dir: Path) -> list[LayerSpec]:
+    """A busybox base (from this host's busybox-static), the app, and a layer that whites out an old file."""
+    from sealpod.errors import SealpodError
     from sealpod.oci.build import LayerSpec
 
-    note = tarfile.TarInfo("app/OLD-NOTE.txt")
-    note_body = b"this file is deleted by the next layer\n"
-    note.size = len(note_body)
-    whiteout = tarfile.TarInfo("app/.wh.OLD-NOTE.txt")
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        raise SealpodError("busybox is not installed", hint="apt-get install busybox-static (./setup.sh does)")
+    base = [
+        _member("bin", kind=tarfile.DIRTYPE, mode=0o755),
+        _member("bin/busybox", Path(busybox).resolve().read_bytes(), mode=0o755),
+        _member("bin/sh", kind=tarfile.SYMTYPE, link="busybox"),
+        _member("etc", kind=tarfile.DIRTYPE, mode=0o755),
+        _member("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/app:/bin/sh\n"),
+        _member("etc/group", b"root:x:0:\napp:x:1000:\n"),
+        _member("app", kind=tarfile.DIRTYPE, mode=0o755, owner=1000),
+        _member("app/OLD-NOTE.txt", b"this file is deleted by the last layer\n"),
+    ]
     return [
-        LayerSpec(members=[(note, note_body)]),
+        LayerSpec(members=base),
         LayerSpec(source=app_dir),
-        LayerSpec(members=[(whiteout, b"")]),
+        LayerSpec(members=[_member("app/.wh.OLD-NOTE.txt")]),
     ]
 
 
-def _show_tree(root: Path) -> None:
-    for path in sorted(root.rglob("*")):
-        kind = "d" if path.is_dir() else "l" if path.is_symlink() else "-"
-        size = path.lstat().st_size if kind == "-" else ""
-        out_console.print(f"    {kind} {path.relative_to(root)!s:40} {size}")
+def _copy_sample(base: Path) -> Path:
+    sample = resources.files("sealpod.deploy") / "sample-app"
+    app_dir = base / "sample-app" / "app"
+    shutil.rmtree(app_dir.parent, ignore_errors=True)
+    app_dir.mkdir(parents=True)
+    for item in sample.iterdir():
+        (app_dir / item.name).write_bytes(item.read_bytes())
+        (app_dir / item.name).chmod(0o755 if item.name.endswith(".sh") else 0o644)
+    return app_dir.parent
+
+
+def _encrypt_and_push(base: Path, layout_dir: Path, destination: str) -> str:
+    """Encrypt every layer with a fresh KEK (CoCo key-provider packet, kid = KEK_ID) while copying to ``destination``;
+    returns the manifest digest."""
+    from sealpod.oci.copy import copy_image
+    from sealpod.oci.platform import parse_platform
+    from sealpod.oci.source import RegistryOptions, open_store, parse_location
+    from sealpod.ocicrypt.layers import LayerEncryption, Recipients
+
+    provider_config = base / "ocicrypt.json"
+    command = {"path": sys.executable, "args": ["-m", "sealpod", "keyprovider", "--keys", str(base / "keks.json")]}
+    provider_config.write_text(json.dumps({"key-providers": {"attestation-agent": {"cmd": command}}}))
+    previous = os.environ.get("OCICRYPT_KEYPROVIDER_CONFIG")
+    os.environ["OCICRYPT_KEYPROVIDER_CONFIG"] = str(provider_config)
+    try:
+        recipients = Recipients()
+        recipients.add(f"provider:attestation-agent:keyid={KEK_ID}")
+        src = open_store(parse_location(f"oci:{layout_dir}:hello"), RegistryOptions())
+        dst = open_store(parse_location(destination), RegistryOptions(tls_verify=False))
+        try:
+            image = copy_image(src, dst, parse_platform(DEMO_PLATFORM), rewriter=LayerEncryption(recipients))
+        finally:
+            src.close()
+            dst.close()
+    finally:
+        if previous is None:
+            os.environ.pop("OCICRYPT_KEYPROVIDER_CONFIG", None)
+        else:
+            os.environ["OCICRYPT_KEYPROVIDER_CONFIG"] = previous
+    return image.manifest_digest
+
+
+def _sign(image: str, digest: str, private_pem: bytes) -> None:
+    from sealpod.oci.source import RegistryOptions, open_store, parse_location
+    from sealpod.signature import sigstore
+    from sealpod.signature.payload import COSIGN_TYPE, make_payload
+
+    location = parse_location(image)
+    store = open_store(location, RegistryOptions(tls_verify=False))
+    try:
+        payload = make_payload(COSIGN_TYPE, str(location.reference), digest)
+        key = sigstore.load_private_key(private_pem, PASSPHRASE)
+        sigstore.write_attachment(store, digest, payload, sigstore.sign(key, payload))
+    finally:
+        store.close()
+
+
+def _register(kbs: EmbeddedKbs, base: Path, registry_host: str, public_pem: bytes, mr_enclave: str) -> None:
+    from sealpod.enclave.measure import measure
+    from sealpod.kbs.admin_client import AdminClient
+
+    identity = measure()
+    keks = json.loads((base / "keks.json").read_text())
+    policy = {
+        "default": [{"type": "reject"}],
+        "transports": {"docker": {registry_host: [{"type": "sigstoreSigned", "keyPath": f"kbs:///{COSIGN_KEY_PATH}"}]}},
+    }
+    with AdminClient(kbs.url) as admin:
+        admin.put_resource("default/image-kek/demo", base64.b64decode(keks["default/image-kek/demo"]))
+        admin.put_resource(COSIGN_KEY_PATH, public_pem)
+        admin.put_resource("default/security-policy/test", json.dumps(policy).encode())
+        admin.set_reference(
+            {
+                "mr_enclave": [mr_enclave or identity.mr_enclave.hex()],
+                "mr_signer": [identity.mr_signer.hex()],
+                "isv_prod_id": [identity.isv_prod_id],
+                "isv_svn": [identity.isv_svn],
+            }
+        )
+
+
+def _run_enclave(request: BootRequest) -> int:
+    from sealpod.runtime.launch import run_enclave
+
+    sys.stdout.flush()
+    return run_enclave(request)
 
 
 def demo(
@@ -51,58 +170,105 @@ def demo(
         Path | None, typer.Option(help="Keep the demo's files here instead of a temporary directory.")
     ] = None,
 ) -> None:
-    """Run the sealpod flow end to end on this machine with embedded defaults, narrating each step."""
+    """Run the whole deployment flow on this machine with embedded defaults, narrating each step.
+
+    Builds, encrypts, signs and pushes a sample image; starts a KBS and registers the image's key, the signature
+    policy and the enclave's measurement; runs the image in the enclave (simulated SGX when there is none); then
+    shows an unsigned image and an unregistered enclave being refused. Needs root (namespaces) and docker-registry.
+    """
 
     def action() -> None:
+        from sealpod.boot_request import BootRequest
+        from sealpod.enclave.measure import measure
+        from sealpod.errors import SealpodError
+        from sealpod.kbs.embedded import EmbeddedKbs
         from sealpod.oci import localregistry
         from sealpod.oci.build import build_image
-        from sealpod.oci.copy import copy_image
-        from sealpod.oci.platform import parse_platform
-        from sealpod.oci.pull import pull
-        from sealpod.oci.reference import parse_reference
-        from sealpod.oci.source import LayoutStore, RegistryOptions, RegistryStore
+        from sealpod.signature.sigstore import generate_key_pair
 
+        if os.geteuid() != 0:
+            raise SealpodError(
+                "the demo runs the enclave in its own namespaces and needs root", hint="sudo sealpod demo"
+            )
+        if not localregistry.available():
+            raise SealpodError(
+                "docker-registry is not installed", hint="apt-get install docker-registry (./setup.sh does)"
+            )
         base = workdir or Path(tempfile.mkdtemp(prefix="sealpod-demo-"))
         base.mkdir(parents=True, exist_ok=True)
         registry: LocalRegistry | None = None
+        kbs: EmbeddedKbs | None = None
         try:
-            sample = resources.files("sealpod.deploy") / "sample-app"
-            app_dir = base / "sample-app" / "app"
-            shutil.rmtree(app_dir.parent, ignore_errors=True)
-            app_dir.mkdir(parents=True)
-            for item in sample.iterdir():
-                (app_dir / item.name).write_bytes(item.read_bytes())
-                (app_dir / item.name).chmod(0o755 if item.name.endswith(".sh") else 0o644)
-            _step("Building the sample application image (3 layers, the last one whites out a file)")
+            _step("Tenant: building the sample application image (busybox base, the app, a whiteout layer)")
             layout_dir = base / "layout"
             shutil.rmtree(layout_dir, ignore_errors=True)
             build_image(
                 layout_dir,
                 "hello",
-                _sample_layers(app_dir.parent),
-                config={"Entrypoint": ["/app/hello.sh"], "WorkingDir": "/app"},
+                _sample_layers(_copy_sample(base)),
+                config={
+                    "Entrypoint": ["/app/hello.sh"],
+                    "WorkingDir": "/app",
+                    "User": "app",
+                    "Env": ["GREETING=hello from inside the enclave"],
+                },
             )
-            source: ImageStore = LayoutStore(str(layout_dir), "hello")
-            target: ImageStore = source
-            if localregistry.available():
-                _step("Starting a local docker-registry on 127.0.0.1 and pushing the image to it")
-                registry = localregistry.LocalRegistry(base / "registry").start()
-                reference = parse_reference(f"{registry.host}/demo/hello:v1")
-                target = RegistryStore(reference, RegistryOptions(tls_verify=False))
-                image = copy_image(source, target, parse_platform(DEMO_PLATFORM))
-                out_console.print(f"    pushed docker://{reference} ({image.manifest_digest})")
-            else:
-                out_console.print("    (docker-registry is not installed: using the OCI layout directory)")
-            _step(f"Pulling {target.describe()} and unpacking it (digests and diff_ids checked while streaming)")
-            rootfs = base / "rootfs"
-            shutil.rmtree(rootfs, ignore_errors=True)
-            result = pull(target, rootfs, parse_platform(DEMO_PLATFORM))
-            target.close()
-            out_console.print(f"    {len(result.layers)} layers, manifest {result.image.manifest_digest}")
-            _step(f"The unpacked root filesystem at {rootfs}")
-            _show_tree(rootfs)
-            _step("Done. Encryption, signatures, attestation and the enclave join this flow in later releases.")
+            _say(f"plain image in {layout_dir}")
+
+            _step("Tenant: starting a local docker-registry on 127.0.0.1")
+            registry = localregistry.LocalRegistry(base / "registry").start()
+            image = f"{registry.host}/demo/hello:v1"
+
+            _step(f"Tenant: encrypting every layer (AES-256-CTR + HMAC) with a new KEK ({KEK_ID}) and pushing")
+            for name in ("keks.json", "keks.json.lock"):
+                (base / name).unlink(missing_ok=True)
+            digest = _encrypt_and_push(base, layout_dir, f"docker://{image}")
+            _say(f"pushed docker://{image}@{digest}: the registry holds only ciphertext layers")
+
+            _step("Tenant: making a cosign key pair and signing the image (sigstore attachment in the registry)")
+            private_pem, public_pem = generate_key_pair(PASSPHRASE)
+            _sign(image, digest, private_pem)
+            _say(f"signed {digest}")
+
+            _step("Key broker: starting a KBS on 127.0.0.1 (SQLite store, simulated SGX root allowed)")
+            kbs = EmbeddedKbs(base / "kbs", base / "state" / "sim-sgx")
+            os.environ["SEALPOD_STATE_DIR"] = str(base / "state")
+            kbs.start()
+            identity = measure()
+            _say(f"{kbs.url}; note: a simulated quote proves nothing about hardware, only real SGX does")
+            _say(
+                f"enclave measurement: MRENCLAVE {identity.mr_enclave.hex()[:16]}..., MRSIGNER "
+                f"{identity.mr_signer.hex()[:16]}..."
+            )
+
+            _step("Tenant: registering the KEK, the cosign public key, the signature policy and the reference values")
+            _register(kbs, base, registry.host, public_pem, "")
+
+            request = BootRequest(image=image, kbs_url=kbs.url, allow_sim=True, registry_tls_verify=False, name="demo")
+            _step("Node: `sealpod run` the image in the enclave (attest, fetch keys, verify, decrypt, unpack, run)")
+            code = _run_enclave(request)
+            if code != 0:
+                raise SealpodError(f"the workload failed with exit status {code}")
+            _say("the workload ran as the image's user, in its own namespaces, on a rootfs only the enclave sees")
+
+            _step("Refused: an image nobody signed (pushed to the same registry under another tag)")
+            unsigned = image.replace(":v1", ":unsigned")
+            _encrypt_and_push(base, layout_dir, f"docker://{unsigned}")
+            code = _run_enclave(BootRequest(**{**request.__dict__, "image": unsigned}))
+            _say(f"exit status {code}: nothing was pulled, decrypted or run")
+
+            _step("Refused: an enclave whose measurement the KBS does not have (another build of the enclave)")
+            _register(kbs, base, registry.host, public_pem, "00" * 32)
+            code = _run_enclave(request)
+            _say(f"exit status {code}: the KBS released no policy and no key")
+
+            _step(
+                "Done: the node side (sealpod run) never held a key or a plaintext layer;"
+                " the tenant's keys stayed with the tenant and the KBS."
+            )
         finally:
+            if kbs:
+                kbs.stop()
             if registry:
                 registry.stop()
             if workdir is None:

@@ -1,4 +1,5 @@
 #!/bin/sh
 # The sealpod demo's sample workload.
-echo "hello from inside the sealpod image"
-echo "secret: $(cat /app/message.txt)"
+echo "$GREETING"
+echo "I am uid $(busybox id -u), pid $$, on host $(busybox hostname), in $(busybox pwd)"
+echo "secret: $(busybox cat /app/message.txt)"
