@@ -25,6 +25,7 @@ class BootRequest:
     registry_tls_verify: bool = True
     kbs_ca_file: str | None = None
     policy_uri: str | None = None
+    rootfs: str = "gocryptfs"
     memory: int | None = None
     pids: int | None = None
 

@@ -130,7 +130,30 @@ def test_an_encrypted_signed_image_runs_sandboxed_as_its_own_user(
                 assert path.is_relative_to(registry.storage), path
                 config_blobs += 1
     assert config_blobs >= 1
-    assert not any((Path(node["SEALPOD_STATE_DIR"]) / "run").iterdir())
+    # the default rootfs is gocryptfs: ciphertext on the host disk (scanned above), its key sealed; a second run of
+    # the same image reopens it without pulling a layer, but still checks the signatures
+    state = Path(node["SEALPOD_STATE_DIR"])
+    (volume,) = (state / "rootfs").iterdir()
+    assert (volume / "cipher/gocryptfs.conf").exists()
+    assert (volume / "key.sealed").read_bytes().startswith(b"sealpod-sealed-v1")
+    assert "reopened the sealed rootfs" in proc.stderr
+    assert not os.path.ismount(volume / "mnt")
+    assert str(volume) not in Path("/proc/self/mountinfo").read_text()
+
+    # --rootfs memory: a tmpfs the enclave alone sees, removed at exit
+    proc = _run(node, image, *flags, "--rootfs", "memory", "busybox cat /app/secret.txt")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == CANARY_FILE.decode()
+    assert "reopened" not in proc.stderr
+    assert not any((state / "run").iterdir())
+
+    # a sealed key another enclave build (or platform) sealed does not open: the run stops before anything starts
+    sealed = volume / "key.sealed"
+    sealed.write_bytes(sealed.read_bytes()[:-1] + bytes([sealed.read_bytes()[-1] ^ 1]))
+    proc = _run(node, image, *flags, "busybox cat /app/secret.txt")
+    assert proc.returncode == 125
+    assert "does not open" in proc.stderr
+    assert CANARY_FILE.decode() not in proc.stdout
 
 
 def test_an_enclave_the_kbs_does_not_know_gets_nothing_and_runs_nothing(

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,10 +48,22 @@ def _optional_resource(client: KbsClient, uri: str) -> bytes | None:
         raise
 
 
-def secure_pull(image: str, rootfs: Path, client: KbsClient, settings: AgentSettings | None = None) -> PullResult:
-    """Attest, fetch policy and keys from the KBS, verify, decrypt and unpack ``image`` into ``rootfs``."""
+def secure_pull(
+    image: str,
+    rootfs: Path,
+    client: KbsClient,
+    settings: AgentSettings | None = None,
+    *,
+    reusable: Callable[[str], bool] | None = None,
+) -> PullResult:
+    """Attest, fetch policy and keys from the KBS, verify, decrypt and unpack ``image`` into ``rootfs``.
+
+    ``reusable(manifest_digest)`` says whether ``rootfs`` already holds that image from an earlier verified pull
+    (a sealed rootfs); then, once the signatures check out again, no layer is fetched.
+    """
     settings = settings or AgentSettings()
-    check_target(rootfs.absolute())
+    if reusable is None:
+        check_target(rootfs.absolute())
     policy = parse_policy(client.get_resource(settings.policy_uri), getter=client.get_resource)
     location = parse_location(image)
     credentials = None
@@ -69,6 +82,9 @@ def secure_pull(image: str, rootfs: Path, client: KbsClient, settings: AgentSett
             RegistriesD(Section(use_sigstore_attachments=True), {}),
         )
         policy.evaluate(ImageUnderCheck(location.transport, location.reference, digest, path=location.path), signatures)
+        if reusable is not None and reusable(resolved.manifest_digest):
+            return PullResult(resolved, rootfs)
+        check_target(rootfs.absolute())
         keys = DecryptionKeys(kek_getter=client.get_resource)
         return unpack_image(store, resolved, rootfs, transform=LayerDecryption(resolved.manifest, keys))
     finally:

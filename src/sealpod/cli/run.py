@@ -20,8 +20,13 @@ def run(
     name: Annotated[str, typer.Option("--name", help="The workload's hostname.")] = "sealpod",
     net: Annotated[str, typer.Option("--net", help="'none' (own empty network namespace) or 'host'.")] = "none",
     rootfs: Annotated[
-        str, typer.Option("--rootfs", help="'memory': tmpfs only the enclave's mount namespace sees.")
-    ] = "memory",
+        str,
+        typer.Option(
+            "--rootfs",
+            help="'gocryptfs': encrypted on the host disk, key sealed to the enclave, reused by the next run of the "
+            "same image; 'memory': a tmpfs only the enclave sees, gone at exit.",
+        ),
+    ] = "gocryptfs",
     rm: Annotated[
         bool, typer.Option("--rm", help="Accepted for podman compatibility: nothing is kept anyway.")
     ] = False,
@@ -52,10 +57,8 @@ def run(
             raise SealpodError("no KBS given", hint="pass --kbs URL (the key broker that holds this image's keys)")
         if net not in ("none", "host"):
             raise SealpodError(f"--net {net!r} is not supported", hint="use 'none' or 'host'")
-        if rootfs != "memory":
-            raise SealpodError(
-                f"--rootfs {rootfs!r} is not supported yet", hint="use 'memory' (gocryptfs is not built yet)"
-            )
+        if rootfs not in ("gocryptfs", "memory"):
+            raise SealpodError(f"--rootfs {rootfs!r} is not supported", hint="use 'gocryptfs' or 'memory'")
         request = BootRequest(
             image=image,
             kbs_url=kbs,
@@ -69,6 +72,7 @@ def run(
             policy_uri=policy_uri,
             memory=parse_size(memory) if memory else None,
             pids=pids,
+            rootfs=rootfs,
         )
         code = run_enclave(request)
         if code:

@@ -9,17 +9,15 @@ it from the host's root, and SGX is what would.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-import tempfile
-from pathlib import Path
 
 from sealpod.agent.pull import AgentSettings, secure_pull
 from sealpod.boot_request import BootRequest
-from sealpod.config import state_dir
-from sealpod.enclave import linux, sandbox
+from sealpod.enclave import sandbox
 from sealpod.enclave.cgroups import Limits
 from sealpod.enclave.measure import measure
+from sealpod.enclave.rootfs import GocryptfsRootfs, MemoryRootfs, private_mount_namespace
+from sealpod.enclave.sealing import sealing_key
 from sealpod.enclave.workload import workload_for
 from sealpod.errors import SealpodError
 from sealpod.kbs.client import KbsClient
@@ -48,34 +46,42 @@ def attester(allow_sim: bool) -> Attester:
     )
 
 
-def _memory_rootfs() -> Path:
-    """A tmpfs mounted only in this process's own mount namespace (nothing reaches the disk)."""
-    linux.unshare(linux.CLONE_NEWNS)
-    linux.mount("none", "/", None, linux.MS_REC | linux.MS_PRIVATE)
-    base = state_dir() / "run"
-    base.mkdir(parents=True, exist_ok=True, mode=0o700)
-    mountpoint = Path(tempfile.mkdtemp(prefix="rootfs-", dir=base))
-    linux.mount("tmpfs", str(mountpoint), "tmpfs", linux.MS_NODEV, "mode=0755")
-    return mountpoint
-
-
 def boot(request: BootRequest) -> int:
-    """Attest, pull, verify, decrypt and unpack, then run the workload; returns its exit status."""
+    """Attest, pull, verify, decrypt and unpack (or reopen a sealed rootfs), then run the workload."""
     tee = attester(request.allow_sim)
-    mountpoint = _memory_rootfs()
+    private_mount_namespace()
+    volume: MemoryRootfs | GocryptfsRootfs
+    if request.rootfs == "memory":
+        volume = MemoryRootfs()
+    elif request.rootfs == "gocryptfs":
+        volume = GocryptfsRootfs(request.image, sealing_key(tee))
+    else:
+        raise SealpodError(f"unknown rootfs kind {request.rootfs!r}", hint="use gocryptfs or memory")
     try:
-        rootfs = mountpoint / "root"
         settings = AgentSettings(tls_verify=request.registry_tls_verify)
         if request.policy_uri:
             settings = AgentSettings(policy_uri=request.policy_uri, tls_verify=request.registry_tls_verify)
+        held = volume.pulled_digest()
+
+        def reusable(digest: str) -> bool:
+            if held == digest:
+                return True
+            volume.discard()
+            return False
+
         with KbsClient(request.kbs_url, tee, ca_file=request.kbs_ca_file) as client:
-            result = secure_pull(request.image, rootfs, client, settings)
-        workload = workload_for(result.image.config, rootfs, request.command, request.env)
+            result = secure_pull(request.image, volume.rootfs, client, settings, reusable=reusable)
+        if held == result.image.manifest_digest:
+            print(
+                f"sealpod: reopened the sealed rootfs of {held}: signatures checked, no layer pulled", file=sys.stderr
+            )
+        else:
+            volume.mark_pulled(result.image.manifest_digest)
+        workload = workload_for(result.image.config, volume.rootfs, request.command, request.env)
         limits = Limits(request.memory, request.pids)
-        return sandbox.run(rootfs, workload, hostname=request.name, share_net=request.share_net, limits=limits)
+        return sandbox.run(volume.rootfs, workload, hostname=request.name, share_net=request.share_net, limits=limits)
     finally:
-        linux.umount(str(mountpoint), linux.MNT_DETACH)
-        shutil.rmtree(mountpoint, ignore_errors=True)
+        volume.close()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,159 @@
+"""The enclave's root filesystems, mounted only in its own mount namespace (the host's mount table never shows them).
+
+``memory``: a tmpfs; nothing reaches the disk, gone at exit. ``gocryptfs``: the cipher directory on the host disk
+under ``<state>/rootfs/<name>``, its random key sealed to the enclave identity, so a restart of the same enclave on
+the same platform opens it again and skips the pull. The mount holds ``rootfs/`` (what the workload sees) and
+``image-digest`` (which image ``rootfs/`` holds, written only after a complete, verified pull).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from sealpod.config import state_dir
+from sealpod.enclave import linux
+from sealpod.enclave.sealing import seal, unseal
+from sealpod.errors import SealpodError
+
+PURPOSE = "gocryptfs-key"
+PR_SET_PDEATHSIG = 1
+
+
+def private_mount_namespace() -> None:
+    """Move this process into its own mount namespace, with no propagation back to the host."""
+    linux.unshare(linux.CLONE_NEWNS)
+    linux.mount("none", "/", None, linux.MS_REC | linux.MS_PRIVATE)
+
+
+class MemoryRootfs:
+    """A tmpfs in this process's (private) mount namespace."""
+
+    reusable = False
+
+    def __init__(self) -> None:
+        base = state_dir() / "run"
+        base.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.mountpoint = Path(tempfile.mkdtemp(prefix="rootfs-", dir=base))
+        linux.mount("tmpfs", str(self.mountpoint), "tmpfs", linux.MS_NODEV, "mode=0755")
+        self.rootfs = self.mountpoint / "rootfs"
+
+    def pulled_digest(self) -> str | None:
+        """Never anything: a tmpfs starts empty."""
+        return None
+
+    def discard(self) -> None:
+        """Drop a partial rootfs."""
+        shutil.rmtree(self.rootfs, ignore_errors=True)
+
+    def mark_pulled(self, digest: str) -> None:
+        """Nothing to remember."""
+
+    def close(self) -> None:
+        """Unmount (the contents are gone) and remove the mount point."""
+        linux.umount(str(self.mountpoint), linux.MNT_DETACH)
+        shutil.rmtree(self.mountpoint, ignore_errors=True)
+
+
+def _name_for(image: str) -> str:
+    return hashlib.sha256(image.encode()).hexdigest()[:24]
+
+
+class GocryptfsRootfs:
+    """A gocryptfs volume whose cipher directory is on the host disk and whose key is sealed to the enclave."""
+
+    reusable = True
+
+    def __init__(self, image: str, sealing_root: bytes, *, base: Path | None = None) -> None:
+        binary = shutil.which("gocryptfs")
+        if binary is None:
+            raise SealpodError("gocryptfs is not installed", hint="apt-get install gocryptfs, or use --rootfs memory")
+        self.label = image
+        self.directory = (base or state_dir() / "rootfs") / _name_for(image)
+        self.cipher = self.directory / "cipher"
+        self.sealed_key = self.directory / "key.sealed"
+        self.mountpoint = self.directory / "mnt"
+        self.rootfs = self.mountpoint / "rootfs"
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.mountpoint.mkdir(exist_ok=True)
+        if self.sealed_key.exists() and (self.cipher / "gocryptfs.conf").exists():
+            password = unseal(sealing_root, PURPOSE, image, self.sealed_key.read_bytes())
+        else:
+            shutil.rmtree(self.cipher, ignore_errors=True)
+            self.cipher.mkdir(mode=0o700)
+            password = os.urandom(32).hex().encode()
+            # the password is a random 256-bit key, so gocryptfs's scrypt need not be slow
+            self._gocryptfs(binary, ["-init", "-q", "-scryptn", "10", str(self.cipher)], password, wait=True)
+            tmp = self.sealed_key.with_suffix(".tmp")
+            tmp.write_bytes(seal(sealing_root, PURPOSE, image, password))
+            tmp.rename(self.sealed_key)
+        self.process = self._gocryptfs(
+            binary, ["-fg", "-q", "-allow_other", str(self.cipher), str(self.mountpoint)], password, wait=False
+        )
+        self._wait_mounted()
+
+    @staticmethod
+    def _gocryptfs(binary: str, args: list[str], password: bytes, *, wait: bool) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            [binary, *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=lambda: linux.prctl(PR_SET_PDEATHSIG, 15),  # unmount if the enclave dies
+        )
+        assert process.stdin is not None
+        process.stdin.write(password + b"\n")
+        process.stdin.close()
+        if wait and process.wait() != 0:
+            err = process.stderr.read().decode(errors="replace").strip() if process.stderr else ""
+            raise SealpodError(f"gocryptfs {args[0]} failed: {err}")
+        return process
+
+    def _wait_mounted(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if os.path.ismount(self.mountpoint):
+                return
+            if self.process.poll() is not None:
+                err = self.process.stderr.read().decode(errors="replace").strip() if self.process.stderr else ""
+                raise SealpodError(f"gocryptfs could not mount {self.cipher}: {err}")
+            time.sleep(0.005)
+        self.process.kill()
+        raise SealpodError(f"gocryptfs did not mount {self.cipher} within {timeout} s")
+
+    def pulled_digest(self) -> str | None:
+        """The manifest digest of the image ``rootfs/`` holds, if a pull completed."""
+        marker = self.mountpoint / "image-digest"
+        if marker.exists() and self.rootfs.is_dir():
+            return marker.read_text().strip()
+        return None
+
+    def discard(self) -> None:
+        """Drop a rootfs that holds another image (or an interrupted pull)."""
+        (self.mountpoint / "image-digest").unlink(missing_ok=True)
+        shutil.rmtree(self.rootfs, ignore_errors=True)
+
+    def mark_pulled(self, digest: str) -> None:
+        """Record that ``rootfs/`` holds the verified image ``digest``."""
+        marker = self.mountpoint / "image-digest"
+        tmp = marker.with_suffix(".tmp")
+        tmp.write_text(digest)
+        tmp.rename(marker)
+
+    def close(self) -> None:
+        """Unmount; the cipher directory stays for the next start."""
+        with contextlib.suppress(OSError):
+            linux.umount(str(self.mountpoint), 0)
+        with contextlib.suppress(ProcessLookupError):
+            self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
