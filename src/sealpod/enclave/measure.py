@@ -60,7 +60,7 @@ def signing_key(path: Path | None = None) -> rsa.RSAPrivateKey:
     """The enclave signing key (RSA-3072, exponent 3 as SGX requires), made on first use."""
     path = path or state_dir() / "enclave-signing-key.pem"
     if path.exists():
-        key = serialization.load_pem_private_key(path.read_bytes(), None)
+        key = serialization.load_pem_private_key(path.read_bytes(), None, unsafe_skip_rsa_key_validation=True)
         if not isinstance(key, rsa.RSAPrivateKey):
             raise SealpodError(f"{path} is not an RSA private key")
         return key
