@@ -4,6 +4,7 @@ enclave the KBS does not know and a tampered command line get nothing; no plaint
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import pytest
 from sealpod.enclave.measure import measure
 from sealpod.oci.localregistry import LocalRegistry
 from sealpod.tee.sim import SimPlatform
-from tests.conftest import need
+from tests.conftest import need, run_tool
 from tests.e2e.tenant import tenant
 from tests.helpers import E, make_tar
 from tests.kbs.conftest import KbsProcess
@@ -183,3 +184,51 @@ def test_run_needs_a_kbs(node: dict[str, str]) -> None:
     proc = _run(node, "127.0.0.1:1/none:v1")
     assert proc.returncode == 1
     assert "no KBS given" in proc.stderr
+
+
+def test_a_wrongly_signed_image_and_a_tampered_layer_are_refused_before_the_workload_starts(
+    registry: LocalRegistry,
+    kbs_factory: Callable[..., KbsProcess],
+    node: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    server = kbs_factory()
+    me = measure(Path(node["SEALPOD_STATE_DIR"]) / "enclave-signing-key.pem")
+    identity = (me.mr_enclave, me.mr_signer, me.isv_prod_id, me.isv_svn)
+    image = tenant(tmp_path, registry, server.url, layers=_image_layers(), config=CONFIG, identity=identity)
+    flags = ("--kbs", server.url, "--sim", "--tls-verify=false", "--rootfs", "memory")
+
+    # the same image in another repository, signed by a key the policy does not name
+    other = image.replace("tenant/app:v1", "tenant/other:v1")
+    run_tool(
+        need("skopeo"), "copy", "--src-tls-verify=false", "--dest-tls-verify=false", "--remove-signatures",
+        f"docker://{image}", f"docker://{other}",
+    )  # fmt: skip
+    env = {**node, "COSIGN_PASSWORD": "pw"}
+    for args in (
+        ["image", "keygen", "--output-key-prefix", str(tmp_path / "stranger")],
+        ["image", "sign", other, "--key", str(tmp_path / "stranger.key"), "--tls-verify=false"],
+    ):
+        subprocess.run([SEALPOD, *args], check=True, capture_output=True, env=env)
+    proc = _run(node, other, *flags)
+    assert proc.returncode == 125
+    assert "signature" in proc.stderr
+    assert "tenant/other:v1" in proc.stderr
+    assert "user=" not in proc.stdout
+
+    # one flipped byte in a stored (encrypted) layer: the registry serves it, the enclave refuses it
+    inspect = subprocess.run(
+        [SEALPOD, "inspect", image, "--tls-verify=false", "--raw"], check=True, capture_output=True, text=True
+    )
+    busybox_layer = json.loads(inspect.stdout)["layers"][0]["digest"].removeprefix("sha256:")
+    stored = registry.storage / "data/docker/registry/v2/blobs/sha256" / busybox_layer[:2] / busybox_layer / "data"
+    manifest_layers = [stored]
+    data = bytearray(manifest_layers[0].read_bytes())
+    data[len(data) // 2] ^= 1
+    manifest_layers[0].write_bytes(bytes(data))
+    proc = _run(node, image, *flags)
+    assert proc.returncode == 125
+    assert "sha256:" in proc.stderr
+    assert "HMAC" in proc.stderr or "digest" in proc.stderr
+    assert "user=" not in proc.stdout
+    assert not any((Path(node["SEALPOD_STATE_DIR"]) / "run").iterdir())
