@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -232,3 +233,55 @@ def test_a_wrongly_signed_image_and_a_tampered_layer_are_refused_before_the_work
     assert "HMAC" in proc.stderr or "digest" in proc.stderr
     assert "user=" not in proc.stdout
     assert not any((Path(node["SEALPOD_STATE_DIR"]) / "run").iterdir())
+
+
+def test_detached_containers_ps_logs_stop_rm(
+    registry: LocalRegistry,
+    kbs_factory: Callable[..., KbsProcess],
+    node: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    server = kbs_factory()
+    me = measure(Path(node["SEALPOD_STATE_DIR"]) / "enclave-signing-key.pem")
+    identity = (me.mr_enclave, me.mr_signer, me.isv_prod_id, me.isv_svn)
+    image = tenant(tmp_path, registry, server.url, layers=_image_layers(), config=CONFIG, identity=identity)
+    flags = ("--kbs", server.url, "--sim", "--tls-verify=false", "--rootfs", "memory")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([SEALPOD, *args], capture_output=True, text=True, env=node, check=False, timeout=60)
+
+    proc = _run(node, image, *flags, "-d", "--name", "svc", "echo ready; while true; do busybox sleep 0.1; done")
+    assert proc.returncode == 0, proc.stderr
+    container_id = proc.stdout.strip()
+    assert len(container_id) == 32
+    try:
+        deadline = time.monotonic() + 60
+        while "ready" not in cli("logs", "svc").stdout:
+            assert time.monotonic() < deadline, cli("logs", "svc").stdout
+            time.sleep(0.1)
+        listing = cli("ps").stdout
+        assert "svc" in listing
+        assert "running" in listing
+        assert container_id[:12] in listing
+        assert "a container named 'svc' exists" in _run(node, image, *flags, "-d", "--name", "svc").stderr
+        refused = cli("rm", "svc")
+        assert refused.returncode == 2
+        assert "is running" in refused.stderr
+        # the shell is pid 1 and ignores SIGTERM: stop escalates after its grace time
+        stopped = cli("stop", "svc", "--time", "1")
+        assert stopped.stdout.strip() == "svc: exited (137)", stopped.stderr
+        assert "exited (137)" in cli("ps", "-a").stdout
+        assert "svc" not in cli("ps").stdout
+        assert not any((Path(node["SEALPOD_STATE_DIR"]) / "run").iterdir()), "the enclave cleaned up"
+    finally:
+        cli("rm", "-f", "svc")
+    assert "svc" not in cli("ps", "-a").stdout
+    assert "no container named 'svc'" in cli("logs", "svc").stderr
+
+    # -d --rm: the record goes when the container exits
+    proc = _run(node, image, *flags, "-d", "--rm", "--name", "once", "echo done")
+    assert proc.returncode == 0, proc.stderr
+    deadline = time.monotonic() + 60
+    while "once" in cli("ps", "-a").stdout:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from sealpod import __version__
-from sealpod.cli import attest, demo, enclave, image, kbs, keyprovider, pull
+from sealpod.cli import attest, containers, demo, enclave, image, kbs, keyprovider, pull
 from sealpod.cli import run as run_cli
 from sealpod.cli.common import configure_logging
 
@@ -41,6 +41,10 @@ def main_callback(
 app.command("pull")(pull.pull)
 app.command("inspect")(pull.inspect)
 app.command("run")(run_cli.run)
+app.command("ps")(containers.ps)
+app.command("logs")(containers.logs)
+app.command("stop")(containers.stop)
+app.command("rm")(containers.rm)
 app.command("demo")(demo.demo)
 app.add_typer(image.app, name="image")
 app.add_typer(keyprovider.app, name="keyprovider")

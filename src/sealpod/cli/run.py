@@ -17,7 +17,12 @@ def run(
         str, typer.Option("--kbs", help="Key broker URL, e.g. http://127.0.0.1:8080", show_default=False)
     ] = "",
     env: Annotated[list[str] | None, typer.Option("-e", "--env", help="NAME=VALUE added to the image's Env.")] = None,
-    name: Annotated[str, typer.Option("--name", help="The workload's hostname.")] = "sealpod",
+    name: Annotated[
+        str | None, typer.Option("--name", help="The container's name and hostname [default: generated].")
+    ] = None,
+    detach: Annotated[
+        bool, typer.Option("--detach", "-d", help="Run in the background; see sealpod ps, logs, stop, rm.")
+    ] = False,
     net: Annotated[str, typer.Option("--net", help="'none' (own empty network namespace) or 'host'.")] = "none",
     rootfs: Annotated[
         str,
@@ -64,7 +69,7 @@ def run(
             kbs_url=kbs,
             command=list(command or []),
             env=list(env or []),
-            name=name,
+            name=name or "sealpod",
             share_net=net == "host",
             allow_sim=sim,
             registry_tls_verify=parse_bool(tls_verify),
@@ -74,6 +79,13 @@ def run(
             pids=pids,
             rootfs=rootfs,
         )
+        if detach:
+            from sealpod.runtime.containers import create, start_detached
+
+            container = create(request, name, auto_remove=rm)
+            start_detached(container)
+            typer.echo(container.id)
+            return
         code = run_enclave(request)
         if code:
             raise typer.Exit(code)

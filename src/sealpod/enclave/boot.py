@@ -9,6 +9,7 @@ it from the host's root, and SGX is what would.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 from sealpod.agent.pull import AgentSettings, secure_pull
@@ -90,6 +91,8 @@ def main(argv: list[str] | None = None) -> None:
     if len(args) != 1:
         print("usage: python -m sealpod.enclave REQUEST_JSON", file=sys.stderr)
         sys.exit(2)
+    # a SIGTERM before the workload starts ends the enclave through its cleanup (unmount, remove the mount point)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         code = boot(BootRequest.from_json(args[0]))
     except SealpodError as err:

@@ -32,6 +32,7 @@ DEFAULT_CAPABILITIES = {
     "CAP_AUDIT_WRITE": 29,
     "CAP_SETFCAP": 31,
 }
+PR_SET_PDEATHSIG = 1
 _DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 
 
@@ -85,6 +86,7 @@ def enter(rootfs: Path, workload: Workload, *, hostname: str, share_net: bool, c
     os.setgroups(workload.groups)
     os.setgid(workload.gid)
     os.setuid(workload.uid)
+    linux.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # after setuid, which clears it: dies with the enclave
     linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
     seccomp_filter.install()
 
@@ -113,8 +115,15 @@ def run(
             cgroups.remove()
         raise
 
+    terminations: list[int] = []
+
     def forward(signum: int, _frame: object) -> None:
-        process.send_signal(signum)
+        if signum == signal.SIGTERM and terminations:
+            process.kill()  # a second SIGTERM (sealpod stop after its grace time): the workload is killed
+        else:
+            process.send_signal(signum)
+        if signum == signal.SIGTERM:
+            terminations.append(signum)
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, forward)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 
 from sealpod.boot_request import BootRequest
 
@@ -16,9 +17,11 @@ def enclave_command(request: BootRequest) -> list[str]:
     return [sys.executable, "-m", ENCLAVE_MODULE, request.to_json()]
 
 
-def run_enclave(request: BootRequest) -> int:
+def run_enclave(request: BootRequest, on_start: Callable[[int], None] | None = None) -> int:
     """Run the enclave in the foreground; signals to this process are forwarded; returns the workload's status."""
     process = subprocess.Popen(enclave_command(request))
+    if on_start:
+        on_start(process.pid)
 
     def forward(signum: int, _frame: object) -> None:
         process.send_signal(signum)

@@ -1,0 +1,178 @@
+"""Containers the host has started: a directory per container under ``<state>/containers/<id>`` holding its record
+(``state.json``), its combined output (``log``) and, once it ended, its exit status (``exit-code``). Nothing in it is
+secret: the record is what the host passed the enclave."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sealpod.boot_request import BootRequest
+from sealpod.config import state_dir
+from sealpod.errors import SealpodError, UsageError
+
+SUPERVISOR_MODULE = "sealpod.runtime.supervise"
+_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
+
+
+def containers_dir() -> Path:
+    """Where the container records live."""
+    return state_dir() / "containers"
+
+
+@dataclass
+class Container:
+    """One container's record."""
+
+    id: str
+    name: str
+    image: str
+    created: str
+    request: dict[str, object]
+    supervisor_pid: int = 0
+    enclave_pid: int = 0
+    auto_remove: bool = False
+
+    @property
+    def directory(self) -> Path:
+        """The container's directory."""
+        return containers_dir() / self.id
+
+    @property
+    def log(self) -> Path:
+        """Its combined stdout and stderr."""
+        return self.directory / "log"
+
+    def save(self) -> None:
+        """Write the record atomically."""
+        tmp = self.directory / "state.json.tmp"
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        tmp.rename(self.directory / "state.json")
+
+    def exit_code(self) -> int | None:
+        """Its exit status once it ended."""
+        try:
+            return int((self.directory / "exit-code").read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def running(self) -> bool:
+        """Whether its supervisor still runs (checked by pid and command line, so a reused pid does not count)."""
+        if self.exit_code() is not None or not self.supervisor_pid:
+            return False
+        try:
+            cmdline = Path(f"/proc/{self.supervisor_pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+        return SUPERVISOR_MODULE.encode() in cmdline and self.id.encode() in cmdline
+
+    def status(self) -> str:
+        """``running``, ``exited (N)`` or ``dead`` (the supervisor vanished without a status)."""
+        if self.running():
+            return "running"
+        code = self.exit_code()
+        return f"exited ({code})" if code is not None else "dead"
+
+
+def load(directory: Path) -> Container:
+    """Read a record."""
+    try:
+        return Container(**json.loads((directory / "state.json").read_text()))
+    except (OSError, ValueError, TypeError) as err:
+        raise SealpodError(f"container record {directory} is unreadable: {err}") from None
+
+
+def all_containers() -> list[Container]:
+    """Every recorded container, oldest first."""
+    base = containers_dir()
+    if not base.is_dir():
+        return []
+    found = [load(d) for d in base.iterdir() if (d / "state.json").exists()]
+    return sorted(found, key=lambda c: c.created)
+
+
+def find(name_or_id: str) -> Container:
+    """A container by name, id, or unique id prefix."""
+    matches = [c for c in all_containers() if name_or_id in (c.name, c.id) or c.id.startswith(name_or_id)]
+    exact = [c for c in matches if name_or_id in (c.name, c.id)]
+    if len(exact) == 1:
+        return exact[0]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise UsageError(f"no container named {name_or_id!r}", hint="sealpod ps -a lists them")
+    raise UsageError(f"{name_or_id!r} matches several containers", hint="give more of the id")
+
+
+def create(request: BootRequest, name: str | None, *, auto_remove: bool = False) -> Container:
+    """Record a new container (its name must be new)."""
+    container_id = secrets.token_hex(16)
+    name = name or f"sealpod-{container_id[:8]}"
+    if not _NAME.match(name):
+        raise UsageError(f"container name {name!r} is not valid", hint="letters, digits, '_', '.', '-'; up to 63")
+    if any(c.name == name for c in all_containers()):
+        raise UsageError(f"a container named {name!r} exists", hint=f"sealpod rm {name}, or choose another --name")
+    container = Container(container_id, name, request.image, datetime.now(UTC).isoformat(timespec="seconds"), {})
+    container.auto_remove = auto_remove
+    container.request = json.loads(BootRequest(**{**request.__dict__, "name": name}).to_json())
+    container.directory.mkdir(parents=True, mode=0o700)
+    container.save()
+    return container
+
+
+def start_detached(container: Container) -> None:
+    """Start the container's supervisor in its own session, its output going to the container's log."""
+    with open(container.log, "ab") as log, open(os.devnull, "rb") as devnull:
+        process = subprocess.Popen(
+            [sys.executable, "-m", SUPERVISOR_MODULE, container.id],
+            stdin=devnull,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+    container.supervisor_pid = process.pid
+    container.save()
+
+
+def stop(container: Container, timeout: float = 10.0) -> int | None:
+    """SIGTERM the container (forwarded to the workload), SIGKILL its enclave after ``timeout``; its exit status."""
+    if not container.running():
+        return container.exit_code()
+    os.kill(container.supervisor_pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and container.running():
+        time.sleep(0.05)
+    if container.running():
+        os.kill(container.supervisor_pid, signal.SIGTERM)  # the second SIGTERM: the enclave kills the workload
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and container.running():
+            time.sleep(0.05)
+    if container.running():
+        current = load(container.directory)
+        if current.enclave_pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(current.enclave_pid, signal.SIGKILL)  # the workload dies with it (parent-death signal)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and container.running():
+            time.sleep(0.05)
+    return container.exit_code()
+
+
+def remove(container: Container, *, force: bool = False) -> None:
+    """Delete a container's record and log (a running one only with ``force``, which stops it first)."""
+    if container.running():
+        if not force:
+            raise UsageError(f"container {container.name} is running", hint=f"sealpod stop {container.name}, or rm -f")
+        stop(container)
+    shutil.rmtree(container.directory, ignore_errors=True)
