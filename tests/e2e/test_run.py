@@ -70,8 +70,10 @@ def node(tmp_path: Path, sim: SimPlatform) -> dict[str, str]:
     return {**os.environ, "SEALPOD_STATE_DIR": str(state)}
 
 
-def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([SEALPOD, "run", *args], capture_output=True, text=True, env=env, check=False, timeout=120)
+def _run(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [SEALPOD, "run", *args], input=stdin, capture_output=True, text=True, env=env, check=False, timeout=120
+    )
 
 
 def test_an_encrypted_signed_image_runs_sandboxed_as_its_own_user(
@@ -105,6 +107,10 @@ def test_an_encrypted_signed_image_runs_sandboxed_as_its_own_user(
     proc = _run(node, image, *flags, "-e", "X=1", "echo x=$X; exit 3")
     assert proc.returncode == 3, proc.stderr
     assert proc.stdout.strip() == "x=1"
+    # stdin reaches the workload
+    proc = _run(node, image, *flags, "busybox tr a-z A-Z", stdin="through the enclave\n")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "THROUGH THE ENCLAVE\n"
 
     # seccomp: creating a user namespace needs no capability, the filter is what refuses it
     proc = _run(node, image, *flags, "busybox unshare -U true 2>&1; echo rc=$?")
@@ -277,6 +283,19 @@ def test_detached_containers_ps_logs_stop_rm(
         cli("rm", "-f", "svc")
     assert "svc" not in cli("ps", "-a").stdout
     assert "no container named 'svc'" in cli("logs", "svc").stderr
+
+    # a workload that handles SIGTERM gets it (forwarded host -> supervisor -> enclave -> workload) and exits itself
+    script = "trap 'echo got-term; exit 3' TERM; echo ready; while true; do busybox sleep 0.1; done"
+    assert _run(node, image, *flags, "-d", "--name", "trapper", script).returncode == 0
+    try:
+        deadline = time.monotonic() + 60
+        while "ready" not in cli("logs", "trapper").stdout:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert cli("stop", "trapper", "--time", "20").stdout.strip() == "trapper: exited (3)"
+        assert "got-term" in cli("logs", "trapper").stdout
+    finally:
+        cli("rm", "-f", "trapper")
 
     # -d --rm: the record goes when the container exits
     proc = _run(node, image, *flags, "-d", "--rm", "--name", "once", "echo done")
