@@ -107,6 +107,14 @@ def test_an_encrypted_signed_image_runs_sandboxed_as_its_own_user(
     proc = _run(node, image, *flags, "-e", "X=1", "echo x=$X; exit 3")
     assert proc.returncode == 3, proc.stderr
     assert proc.stdout.strip() == "x=1"
+    # --net host: the host's interfaces; by default only lo (checked above)
+    proc = _run(node, image, *flags, "--net", "host", "busybox grep -c : /proc/net/dev")
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout) == Path("/proc/net/dev").read_text().count(":")
+    # a size that is not one is refused before anything starts
+    proc = _run(node, image, *flags, "--memory", "lots", "true")
+    assert proc.returncode == 1
+    assert "memory size 'lots' is not a number" in proc.stderr
     # stdin reaches the workload
     proc = _run(node, image, *flags, "busybox tr a-z A-Z", stdin="through the enclave\n")
     assert proc.returncode == 0, proc.stderr

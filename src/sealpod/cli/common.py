@@ -4,6 +4,7 @@ commands, so that each command loads only what it uses (start-up time is part of
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import traceback
 from collections.abc import Callable
@@ -91,3 +92,15 @@ def configure_logging(debug: bool) -> None:
     )
     logging.getLogger("httpx").setLevel(logging.DEBUG if debug else logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.INFO if debug else logging.WARNING)
+
+
+_SIZE = re.compile(r"^(\d+)([kmg]?)b?$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """``64m``, ``1g``, ``512k`` or bytes, as podman's ``--memory``."""
+    match = _SIZE.match(text.strip())
+    if not match:
+        raise SealpodError(f"memory size {text!r} is not a number with an optional k, m or g suffix")
+    number, unit = int(match.group(1)), match.group(2).lower()
+    return number * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[unit]

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from sealpod.cli.common import TlsVerify, parse_bool
+from sealpod.cli.common import TlsVerify, parse_bool, parse_size
 from sealpod.cli.common import run as run_action
 
 
@@ -54,7 +54,6 @@ def run(
 
     def action() -> None:
         from sealpod.boot_request import BootRequest
-        from sealpod.enclave.cgroups import parse_size
         from sealpod.errors import SealpodError
         from sealpod.runtime.launch import run_enclave
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,16 +12,6 @@ from pathlib import Path
 from sealpod.errors import SealpodError
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-_SIZE = re.compile(r"^(\d+)([kmg]?)b?$", re.IGNORECASE)
-
-
-def parse_size(text: str) -> int:
-    """``64m``, ``1g``, ``512k`` or bytes, as podman's ``--memory``."""
-    match = _SIZE.match(text.strip())
-    if not match:
-        raise SealpodError(f"memory size {text!r} is not a number with an optional k, m or g suffix")
-    number, unit = int(match.group(1)), match.group(2).lower()
-    return number * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[unit]
 
 
 @dataclass(frozen=True)
