@@ -26,6 +26,7 @@ def tenant(
     layers: list[bytes] | None = None,
     config: dict[str, object] | None = None,
     identity: tuple[bytes, bytes, int, int] = (MRE, MRS, 0, 0),
+    run_policy: dict[str, object] | None = None,
 ) -> str:
     """Encrypt, sign, push, and register everything with the KBS; returns the image reference."""
     env = {**os.environ, "COSIGN_PASSWORD": "pw"}
@@ -80,5 +81,7 @@ def tenant(
         )
         admin.put_resource("default/cosign-key/1", (tmp_path / "cosign.pub").read_bytes())
         admin.put_resource("default/security-policy/test", json.dumps(policy).encode())
+        if run_policy is not None:
+            admin.put_resource("default/run-policy/test", json.dumps(run_policy).encode())
     register_enclave(kbs_url, *identity)
     return image

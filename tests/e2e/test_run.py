@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from sealpod.enclave.measure import measure
+from sealpod.kbs.admin_client import AdminClient
 from sealpod.oci.localregistry import LocalRegistry
 from sealpod.tee.sim import SimPlatform
 from tests.conftest import need, run_tool
@@ -52,6 +53,7 @@ def _image_layers() -> list[bytes]:
     ]
 
 
+RUN_POLICY: dict[str, object] = {"allow_command": True, "allow_env": ["X"]}
 CONFIG: dict[str, object] = {
     "Entrypoint": ["/bin/sh", "-c"],
     "Cmd": [SCRIPT],
@@ -85,7 +87,9 @@ def test_an_encrypted_signed_image_runs_sandboxed_as_its_own_user(
     server = kbs_factory()
     me = measure(Path(node["SEALPOD_STATE_DIR"]) / "enclave-signing-key.pem")
     identity = (me.mr_enclave, me.mr_signer, me.isv_prod_id, me.isv_svn)
-    image = tenant(tmp_path, registry, server.url, layers=_image_layers(), config=CONFIG, identity=identity)
+    image = tenant(
+        tmp_path, registry, server.url, layers=_image_layers(), config=CONFIG, identity=identity, run_policy=RUN_POLICY
+    )
 
     proc = _run(node, image, "--kbs", server.url, "--sim", "--tls-verify=false", "--name", "web1")
     assert proc.returncode == 7, proc.stderr
@@ -107,6 +111,11 @@ def test_an_encrypted_signed_image_runs_sandboxed_as_its_own_user(
     proc = _run(node, image, *flags, "-e", "X=1", "echo x=$X; exit 3")
     assert proc.returncode == 3, proc.stderr
     assert proc.stdout.strip() == "x=1"
+    # the tenant's run policy allows X, not other variables
+    proc = _run(node, image, *flags, "-e", "LD_PRELOAD=/x.so", "echo ran")
+    assert proc.returncode == 125
+    assert "asked to set LD_PRELOAD in the environment" in proc.stderr
+    assert "ran" not in proc.stdout
     # --net host: the host's interfaces; by default only lo (checked above)
     proc = _run(node, image, *flags, "--net", "host", "busybox grep -c : /proc/net/dev")
     assert proc.returncode == 0, proc.stderr
@@ -213,6 +222,15 @@ def test_a_wrongly_signed_image_and_a_tampered_layer_are_refused_before_the_work
     image = tenant(tmp_path, registry, server.url, layers=_image_layers(), config=CONFIG, identity=identity)
     flags = ("--kbs", server.url, "--sim", "--tls-verify=false", "--rootfs", "memory")
 
+    # without a run policy from the tenant, the host cannot replace the command or add to the environment
+    proc = _run(node, image, *flags, "busybox cat /app/secret.txt")
+    assert proc.returncode == 125
+    assert "asked to replace the image's command" in proc.stderr
+    assert CANARY_FILE.decode() not in proc.stdout
+    proc = _run(node, image, *flags, "-e", "X=1")
+    assert proc.returncode == 125
+    assert "asked to set X in the environment" in proc.stderr
+
     # the same image in another repository, signed by a key the policy does not name
     other = image.replace("tenant/app:v1", "tenant/other:v1")
     run_tool(
@@ -260,6 +278,8 @@ def test_detached_containers_ps_logs_stop_rm(
     identity = (me.mr_enclave, me.mr_signer, me.isv_prod_id, me.isv_svn)
     image = tenant(tmp_path, registry, server.url, layers=_image_layers(), config=CONFIG, identity=identity)
     flags = ("--kbs", server.url, "--sim", "--tls-verify=false", "--rootfs", "memory")
+    with AdminClient(server.url) as admin:
+        admin.put_resource("default/run-policy/test", json.dumps(RUN_POLICY).encode())
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([SEALPOD, *args], capture_output=True, text=True, env=node, check=False, timeout=60)

@@ -39,7 +39,8 @@ class AgentSettings:
     ca_file: str | None = None
 
 
-def _optional_resource(client: KbsClient, uri: str) -> bytes | None:
+def optional_resource(client: KbsClient, uri: str) -> bytes | None:
+    """A KBS resource, or None when the KBS says it does not exist."""
     try:
         return client.get_resource(uri)
     except KbsClientError as err:
@@ -68,7 +69,7 @@ def secure_pull(
     location = parse_location(image)
     credentials = None
     if settings.credentials_uri and location.reference is not None:
-        auth_json = _optional_resource(client, settings.credentials_uri)
+        auth_json = optional_resource(client, settings.credentials_uri)
         if auth_json is not None:
             credentials = credentials_in(auth_json, location.reference.repository, settings.credentials_uri)
     store = open_store(location, RegistryOptions(settings.tls_verify, settings.ca_file, credentials))

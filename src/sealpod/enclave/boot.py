@@ -12,7 +12,8 @@ import os
 import signal
 import sys
 
-from sealpod.agent.pull import AgentSettings, secure_pull
+from sealpod.agent.pull import AgentSettings, optional_resource, secure_pull
+from sealpod.agent.run_policy import DEFAULT_RUN_POLICY_URI, RunPolicy
 from sealpod.boot_request import BootRequest
 from sealpod.enclave import sandbox
 from sealpod.enclave.cgroups import Limits
@@ -71,6 +72,10 @@ def boot(request: BootRequest) -> int:
             return False
 
         with KbsClient(request.kbs_url, tee, ca_file=request.kbs_ca_file) as client:
+            if request.command or request.env:
+                raw = optional_resource(client, DEFAULT_RUN_POLICY_URI)
+                run_policy = RunPolicy.parse(raw, DEFAULT_RUN_POLICY_URI) if raw is not None else RunPolicy()
+                run_policy.check(request.command, request.env, DEFAULT_RUN_POLICY_URI)
             result = secure_pull(request.image, volume.rootfs, client, settings, reusable=reusable)
         if held == result.image.manifest_digest:
             print(

@@ -1,0 +1,67 @@
+"""The tenant's run policy: what the host may change about how the workload starts.
+
+The host names the image and may ask for another command (``sealpod run IMAGE CMD``) or extra environment (``-e``).
+Either could make a confidential workload print its secrets, so both are refused unless the tenant's run policy
+(a KBS resource, fetched after attestation like everything else) allows them::
+
+    {"allow_command": true, "allow_env": ["LOG_LEVEL", "PORT"]}
+
+``allow_env`` is ``true`` (any variable), ``false`` (none, the default) or the names that may be set. No policy in
+the KBS means the defaults: the image's own command and environment only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sealpod.errors import SealpodError
+from sealpod.jsonio import load_object
+
+DEFAULT_RUN_POLICY_URI = "kbs:///default/run-policy/test"
+
+
+class RunPolicyError(SealpodError):
+    """The run policy is malformed, or refuses what the host asked for."""
+
+
+@dataclass(frozen=True)
+class RunPolicy:
+    """What the tenant lets the host change."""
+
+    allow_command: bool = False
+    allow_env: bool | frozenset[str] = False
+
+    @classmethod
+    def parse(cls, raw: bytes, where: str) -> RunPolicy:
+        """Parse a policy, naming the field that is wrong."""
+        data = load_object(raw, f"run policy {where}", 64 * 1024, RunPolicyError)
+        unknown = set(data) - {"allow_command", "allow_env"}
+        if unknown:
+            raise RunPolicyError(f"run policy {where} has unknown fields: {', '.join(sorted(unknown))}")
+        command = data.get("allow_command", False)
+        if not isinstance(command, bool):
+            raise RunPolicyError(f"run policy {where}: allow_command must be true or false")
+        env = data.get("allow_env", False)
+        if isinstance(env, list) and all(isinstance(name, str) for name in env):
+            return cls(command, frozenset(env))
+        if not isinstance(env, bool):
+            raise RunPolicyError(f"run policy {where}: allow_env must be true, false or a list of names")
+        return cls(command, env)
+
+    def check(self, command: list[str], env: list[str], where: str) -> None:
+        """Refuse a host-supplied command or environment the policy does not allow."""
+        if command and not self.allow_command:
+            raise RunPolicyError(
+                "the host asked to replace the image's command, and the tenant's run policy does not allow it",
+                hint=f'the tenant can allow it with {{"allow_command": true}} at {where}',
+            )
+        if not env or self.allow_env is True:
+            return
+        names = [item.partition("=")[0] for item in env]
+        refused = names if self.allow_env is False else [n for n in names if n not in self.allow_env]
+        if refused:
+            raise RunPolicyError(
+                f"the host asked to set {', '.join(refused)} in the environment, and the tenant's run policy "
+                "does not allow it",
+                hint=f'the tenant can list the names in "allow_env" at {where}',
+            )
