@@ -196,6 +196,8 @@ def test_an_enclave_the_kbs_does_not_know_gets_nothing_and_runs_nothing(
     assert proc.returncode == 125
     assert "PolicyDeny" in proc.stderr
     assert "user=" not in proc.stdout
+    volumes = Path(node["SEALPOD_STATE_DIR"]) / "rootfs"
+    assert not volumes.exists() or not any(volumes.iterdir()), "the refused first pull left no rootfs"
 
 
 def test_without_sgx_or_sim_the_enclave_refuses_to_start(node: dict[str, str]) -> None:
@@ -243,8 +245,9 @@ def test_a_wrongly_signed_image_and_a_tampered_layer_are_refused_before_the_work
         ["image", "sign", other, "--key", str(tmp_path / "stranger.key"), "--tls-verify=false"],
     ):
         subprocess.run([SEALPOD, *args], check=True, capture_output=True, env=env)
-    proc = _run(node, other, *flags)
+    proc = _run(node, other, *[f for f in flags if f not in ("--rootfs", "memory")])  # default: gocryptfs
     assert proc.returncode == 125
+    assert not any((Path(node["SEALPOD_STATE_DIR"]) / "rootfs").iterdir()), "the failed first pull left no rootfs"
     assert "signature" in proc.stderr
     assert "tenant/other:v1" in proc.stderr
     assert "user=" not in proc.stdout

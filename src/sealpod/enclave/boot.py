@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 
-from sealpod.agent.pull import AgentSettings, optional_resource, secure_pull
+from sealpod.agent.pull import DEFAULT_POLICY_URI, AgentSettings, optional_resource, secure_pull
 from sealpod.agent.run_policy import DEFAULT_RUN_POLICY_URI, RunPolicy
 from sealpod.boot_request import BootRequest
 from sealpod.enclave import sandbox
@@ -48,21 +48,32 @@ def attester(allow_sim: bool) -> Attester:
     )
 
 
+def _open_volume(request: BootRequest, tee: Attester) -> MemoryRootfs | GocryptfsRootfs:
+    if request.rootfs == "memory":
+        return MemoryRootfs()
+    if request.rootfs == "gocryptfs":
+        return GocryptfsRootfs(request.image, sealing_key(tee))
+    raise SealpodError(f"unknown rootfs kind {request.rootfs!r}", hint="use gocryptfs or memory")
+
+
 def boot(request: BootRequest) -> int:
-    """Attest, pull, verify, decrypt and unpack (or reopen a sealed rootfs), then run the workload."""
+    """Attest, pull, verify, decrypt and unpack (or reopen a sealed rootfs), then run the workload.
+
+    Nothing touches the disk before the KBS accepted the evidence and the run policy allowed the request; a rootfs
+    made for a pull that then failed is removed again.
+    """
     tee = attester(request.allow_sim)
     private_mount_namespace()
-    volume: MemoryRootfs | GocryptfsRootfs
-    if request.rootfs == "memory":
-        volume = MemoryRootfs()
-    elif request.rootfs == "gocryptfs":
-        volume = GocryptfsRootfs(request.image, sealing_key(tee))
-    else:
-        raise SealpodError(f"unknown rootfs kind {request.rootfs!r}", hint="use gocryptfs or memory")
-    try:
-        settings = AgentSettings(tls_verify=request.registry_tls_verify)
-        if request.policy_uri:
-            settings = AgentSettings(policy_uri=request.policy_uri, tls_verify=request.registry_tls_verify)
+    settings = AgentSettings(
+        policy_uri=request.policy_uri or DEFAULT_POLICY_URI, tls_verify=request.registry_tls_verify
+    )
+    with KbsClient(request.kbs_url, tee, ca_file=request.kbs_ca_file) as client:
+        client.attest()
+        if request.command or request.env:
+            raw = optional_resource(client, DEFAULT_RUN_POLICY_URI)
+            run_policy = RunPolicy.parse(raw, DEFAULT_RUN_POLICY_URI) if raw is not None else RunPolicy()
+            run_policy.check(request.command, request.env, DEFAULT_RUN_POLICY_URI)
+        volume = _open_volume(request, tee)
         held = volume.pulled_digest()
 
         def reusable(digest: str) -> bool:
@@ -71,12 +82,12 @@ def boot(request: BootRequest) -> int:
             volume.discard()
             return False
 
-        with KbsClient(request.kbs_url, tee, ca_file=request.kbs_ca_file) as client:
-            if request.command or request.env:
-                raw = optional_resource(client, DEFAULT_RUN_POLICY_URI)
-                run_policy = RunPolicy.parse(raw, DEFAULT_RUN_POLICY_URI) if raw is not None else RunPolicy()
-                run_policy.check(request.command, request.env, DEFAULT_RUN_POLICY_URI)
+        try:
             result = secure_pull(request.image, volume.rootfs, client, settings, reusable=reusable)
+        except BaseException:
+            volume.close(remove=held is None)
+            raise
+    try:
         if held == result.image.manifest_digest:
             print(
                 f"sealpod: reopened the sealed rootfs of {held}: signatures checked, no layer pulled", file=sys.stderr

@@ -55,7 +55,7 @@ class MemoryRootfs:
     def mark_pulled(self, digest: str) -> None:
         """Nothing to remember."""
 
-    def close(self) -> None:
+    def close(self, *, remove: bool = True) -> None:
         """Unmount (the contents are gone) and remove the mount point."""
         linux.umount(str(self.mountpoint), linux.MNT_DETACH)
         shutil.rmtree(self.mountpoint, ignore_errors=True)
@@ -146,8 +146,8 @@ class GocryptfsRootfs:
         tmp.write_text(digest)
         tmp.rename(marker)
 
-    def close(self) -> None:
-        """Unmount; the cipher directory stays for the next start."""
+    def close(self, *, remove: bool = False) -> None:
+        """Unmount; the cipher directory stays for the next start unless ``remove`` (a first pull that failed)."""
         with contextlib.suppress(OSError):
             linux.umount(str(self.mountpoint), 0)
         with contextlib.suppress(ProcessLookupError):
@@ -157,3 +157,5 @@ class GocryptfsRootfs:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        if remove:
+            shutil.rmtree(self.directory, ignore_errors=True)
