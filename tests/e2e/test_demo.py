@@ -24,7 +24,9 @@ def test_demo_runs_the_whole_flow_and_shows_the_refusals(tmp_path: Path) -> None
     # the refusals, each naming the check that failed
     assert "hello:unsigned has no sigstoreSigned signatures" in output
     assert "PolicyDeny" in output
-    assert output.count("secret: the plaintext") == 1, "the refused runs printed nothing of the workload"
+    assert output.count("secret: the plaintext") == 2, "twice (cold and warm start); the refused runs printed nothing"
+    assert "reopened the sealed rootfs" in output
+    assert "gocryptfs ciphertext" in output
     # the registry only ever held ciphertext layers of the secret file
     secret = b"the plaintext of this file only ever exists inside the enclave"
     for path in (demo_dir / "registry").rglob("*"):

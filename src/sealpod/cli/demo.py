@@ -251,6 +251,20 @@ def demo(
                 raise SealpodError(f"the workload failed with exit status {code}")
             _say("the workload ran as the image's user, in its own namespaces, on a rootfs only the enclave sees")
 
+            _step("Host view: the rootfs on the host's disk is gocryptfs ciphertext; its key is sealed to the enclave")
+            volumes = sorted((base / "state" / "rootfs").glob("*/cipher"))
+            if volumes:
+                names = [p.name for p in volumes[0].iterdir() if not p.name.startswith("gocryptfs.")]
+                _say(f"{volumes[0]}: {len(names)} top-level entries, e.g. {names[0] if names else '-'}")
+                _say(f"sealed key: {volumes[0].parent / 'key.sealed'}")
+
+            _step(
+                "Node: run it again (warm start): the sealed rootfs reopens, signatures are re-checked, nothing pulled"
+            )
+            code = _run_enclave(request)
+            if code != 0:
+                raise SealpodError(f"the workload failed with exit status {code}")
+
             _step("Refused: an image nobody signed (pushed to the same registry under another tag)")
             unsigned = image.replace(":v1", ":unsigned")
             _encrypt_and_push(base, layout_dir, f"docker://{unsigned}")
