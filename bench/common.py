@@ -9,6 +9,9 @@ import sys
 import time
 from pathlib import Path
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from sealpod.oci.build import LayerSpec, build_image
 
 ROOTS = [*sorted(Path("/usr/lib").glob("python3*")), Path("/usr/share")]
@@ -88,3 +91,16 @@ def default_dir() -> str:
 def report(label: str, seconds: float, peak: int) -> str:
     """One aligned result line."""
     return f"{label:34} {seconds:6.2f} s  peak {peak / 2**20:5.0f} MiB"
+
+
+def rsa_key_files(work: Path) -> tuple[Path, Path]:
+    """An RSA-2048 key pair as PEM files in ``work``: (private, public)."""
+    key = rsa.generate_private_key(65537, 2048)
+    private, public = work / "priv.pem", work / "pub.pem"
+    private.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    return private, public

@@ -20,23 +20,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-
-from common import SEALPOD, build_bench_image, default_dir, need_tools, report, timed
+from common import SEALPOD, build_bench_image, default_dir, need_tools, report, rsa_key_files, timed
 from sealpod.oci.localregistry import LocalRegistry
-
-
-def _keys(work: Path) -> tuple[Path, Path]:
-    key = rsa.generate_private_key(65537, 2048)
-    private, public = work / "priv.pem", work / "pub.pem"
-    private.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    public.write_bytes(
-        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
-    return private, public
 
 
 def main() -> None:
@@ -51,7 +36,7 @@ def main() -> None:
     try:
         print(f"writing into {work}")
         print("image:", build_bench_image(work / "built", args.mb, args.files))
-        private, public = _keys(work)
+        private, public = rsa_key_files(work)
         with LocalRegistry(work / "registry") as registry:
             plain, encrypted = f"{registry.host}/bench/plain:v1", f"{registry.host}/bench/enc:v1"
             subprocess.run(

@@ -27,10 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-
-from common import SEALPOD, default_dir, need_tools, pick_files
+from common import SEALPOD, default_dir, need_tools, pick_files, rsa_key_files
 from sealpod.enclave.measure import measure
 from sealpod.kbs.admin_client import AdminClient
 from sealpod.kbs.embedded import EmbeddedKbs
@@ -91,16 +88,7 @@ def main() -> None:
     try:
         print(f"writing into {work}")
         build(work, args.mb, args.files)
-        key = rsa.generate_private_key(65537, 2048)
-        private, public = work / "priv.pem", work / "pub.pem"
-        private.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-        )
-        public.write_bytes(
-            key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        )
+        private, public = rsa_key_files(work)
         state = work / "state"
         env = {"SEALPOD_STATE_DIR": str(state), "COSIGN_PASSWORD": "bench"}
         provider_config = work / "ocicrypt.json"

@@ -72,6 +72,24 @@ def node(tmp_path: Path, sim: SimPlatform) -> dict[str, str]:
     return {**os.environ, "SEALPOD_STATE_DIR": str(state)}
 
 
+def _deploy(
+    tmp_path: Path,
+    registry: LocalRegistry,
+    server: KbsProcess,
+    node: dict[str, str],
+    *,
+    registered: bool = True,
+    run_policy: dict[str, object] | None = None,
+) -> str:
+    """The tenant's side for this node's enclave: returns the image reference."""
+    me = measure(Path(node["SEALPOD_STATE_DIR"]) / "enclave-signing-key.pem")
+    mr_enclave = me.mr_enclave if registered else bytes(32)  # else: the tenant registered another enclave build
+    identity = (mr_enclave, me.mr_signer, me.isv_prod_id, me.isv_svn)
+    return tenant(
+        tmp_path, registry, server.url, layers=_image_layers(), config=CONFIG, identity=identity, run_policy=run_policy
+    )
+
+
 def _run(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [SEALPOD, "run", *args], input=stdin, capture_output=True, text=True, env=env, check=False, timeout=120
@@ -85,11 +103,7 @@ def test_an_encrypted_signed_image_runs_sandboxed_as_its_own_user(
     tmp_path: Path,
 ) -> None:
     server = kbs_factory()
-    me = measure(Path(node["SEALPOD_STATE_DIR"]) / "enclave-signing-key.pem")
-    identity = (me.mr_enclave, me.mr_signer, me.isv_prod_id, me.isv_svn)
-    image = tenant(
-        tmp_path, registry, server.url, layers=_image_layers(), config=CONFIG, identity=identity, run_policy=RUN_POLICY
-    )
+    image = _deploy(tmp_path, registry, server, node, run_policy=RUN_POLICY)
 
     proc = _run(node, image, "--kbs", server.url, "--sim", "--tls-verify=false", "--name", "web1")
     assert proc.returncode == 7, proc.stderr
@@ -188,10 +202,7 @@ def test_an_enclave_the_kbs_does_not_know_gets_nothing_and_runs_nothing(
     tmp_path: Path,
 ) -> None:
     server = kbs_factory()
-    me = measure(Path(node["SEALPOD_STATE_DIR"]) / "enclave-signing-key.pem")
-    # the tenant registered another build of the enclave
-    identity = (bytes(32), me.mr_signer, me.isv_prod_id, me.isv_svn)
-    image = tenant(tmp_path, registry, server.url, layers=_image_layers(), config=CONFIG, identity=identity)
+    image = _deploy(tmp_path, registry, server, node, registered=False)
     proc = _run(node, image, "--kbs", server.url, "--sim", "--tls-verify=false")
     assert proc.returncode == 125
     assert "PolicyDeny" in proc.stderr
@@ -219,9 +230,7 @@ def test_a_wrongly_signed_image_and_a_tampered_layer_are_refused_before_the_work
     tmp_path: Path,
 ) -> None:
     server = kbs_factory()
-    me = measure(Path(node["SEALPOD_STATE_DIR"]) / "enclave-signing-key.pem")
-    identity = (me.mr_enclave, me.mr_signer, me.isv_prod_id, me.isv_svn)
-    image = tenant(tmp_path, registry, server.url, layers=_image_layers(), config=CONFIG, identity=identity)
+    image = _deploy(tmp_path, registry, server, node)
     flags = ("--kbs", server.url, "--sim", "--tls-verify=false", "--rootfs", "memory")
 
     # without a run policy from the tenant, the host cannot replace the command or add to the environment
@@ -277,9 +286,7 @@ def test_detached_containers_ps_logs_stop_rm(
     tmp_path: Path,
 ) -> None:
     server = kbs_factory()
-    me = measure(Path(node["SEALPOD_STATE_DIR"]) / "enclave-signing-key.pem")
-    identity = (me.mr_enclave, me.mr_signer, me.isv_prod_id, me.isv_svn)
-    image = tenant(tmp_path, registry, server.url, layers=_image_layers(), config=CONFIG, identity=identity)
+    image = _deploy(tmp_path, registry, server, node)
     flags = ("--kbs", server.url, "--sim", "--tls-verify=false", "--rootfs", "memory")
     with AdminClient(server.url) as admin:
         admin.put_resource("default/run-policy/test", json.dumps(RUN_POLICY).encode())

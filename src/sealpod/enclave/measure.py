@@ -15,12 +15,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 import sealpod
 from sealpod.config import state_dir
 from sealpod.errors import SealpodError
+from sealpod.keyfiles import load_or_create_key
 
 ISV_PROD_ID = 1
 ISV_SVN = 1
@@ -59,20 +59,9 @@ def manifest(package_dir: Path | None = None, interpreter: Path | None = None) -
 def signing_key(path: Path | None = None) -> rsa.RSAPrivateKey:
     """The enclave signing key (RSA-3072, exponent 3 as SGX requires), made on first use."""
     path = path or state_dir() / "enclave-signing-key.pem"
-    if path.exists():
-        key = serialization.load_pem_private_key(path.read_bytes(), None, unsafe_skip_rsa_key_validation=True)
-        if not isinstance(key, rsa.RSAPrivateKey):
-            raise SealpodError(f"{path} is not an RSA private key")
-        return key
-    key = rsa.generate_private_key(public_exponent=3, key_size=3072)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(
-            key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-        )
+    key = load_or_create_key(path, lambda: rsa.generate_private_key(public_exponent=3, key_size=3072))
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise SealpodError(f"{path} is not an RSA private key")
     return key
 
 

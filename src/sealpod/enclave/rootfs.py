@@ -21,6 +21,7 @@ from sealpod.config import state_dir
 from sealpod.enclave import linux
 from sealpod.enclave.sealing import seal, unseal
 from sealpod.errors import SealpodError
+from sealpod.processes import stop_process
 
 PURPOSE = "gocryptfs-key"
 PR_SET_PDEATHSIG = 1
@@ -150,12 +151,6 @@ class GocryptfsRootfs:
         """Unmount; the cipher directory stays for the next start unless ``remove`` (a first pull that failed)."""
         with contextlib.suppress(OSError):
             linux.umount(str(self.mountpoint), 0)
-        with contextlib.suppress(ProcessLookupError):
-            self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
         if remove:
             shutil.rmtree(self.directory, ignore_errors=True)

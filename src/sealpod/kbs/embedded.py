@@ -12,6 +12,7 @@ import httpx
 
 from sealpod.errors import SealpodError
 from sealpod.oci.localregistry import free_port
+from sealpod.processes import stop_process
 
 
 class EmbeddedKbs:
@@ -67,10 +68,4 @@ class EmbeddedKbs:
 
     def stop(self) -> None:
         """Stop the server."""
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)

@@ -18,7 +18,6 @@ from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -46,6 +45,7 @@ from sealpod.kbs.protocol import (
     Request as AuthRequest,
 )
 from sealpod.kbs.storage import Session, Storage
+from sealpod.keyfiles import load_or_create_key
 
 log = logging.getLogger(__name__)
 CONFIG_ENV = "SEALPOD_KBS_CONFIG"
@@ -54,20 +54,9 @@ REFERENCE_LIFETIME = 365 * 24 * 3600
 
 
 def _load_or_create_key(path: Path) -> ec.EllipticCurvePrivateKey:
-    if path.exists():
-        key = serialization.load_pem_private_key(path.read_bytes(), None)
-        if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise SealpodError(f"{path} is not an EC private key")
-        return key
-    key = ec.generate_private_key(ec.SECP256R1())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(
-            key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-        )
+    key = load_or_create_key(path, lambda: ec.generate_private_key(ec.SECP256R1()))
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise SealpodError(f"{path} is not an EC private key")
     return key
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from sealpod.errors import SealpodError
+from sealpod.processes import stop_process
 
 BINARY = "docker-registry"
 
@@ -95,13 +96,7 @@ class LocalRegistry:
 
     def stop(self) -> None:
         """Stop the process."""
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         self.process = None
 
     def __enter__(self) -> LocalRegistry:
