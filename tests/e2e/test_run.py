@@ -125,6 +125,17 @@ def test_an_encrypted_signed_image_runs_sandboxed_as_its_own_user(
     proc = _run(node, image, *flags, "-e", "X=1", "echo x=$X; exit 3")
     assert proc.returncode == 3, proc.stderr
     assert proc.stdout.strip() == "x=1"
+    # the kernel's view of the workload: the OCI default bounding set, no effective capabilities as a non-root
+    # user, no_new_privs, a seccomp filter
+    proc = _run(node, image, *flags, "busybox grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status")
+    assert proc.returncode == 0, proc.stderr
+    status = dict(line.split(":\t") for line in proc.stdout.splitlines())
+    assert status == {
+        "CapEff": "0000000000000000",
+        "CapBnd": "00000000a80425fb",  # what docker/runc show for their default set
+        "NoNewPrivs": "1",
+        "Seccomp": "2",
+    }
     # the tenant's run policy allows X, not other variables
     proc = _run(node, image, *flags, "-e", "LD_PRELOAD=/x.so", "echo ran")
     assert proc.returncode == 125
