@@ -12,11 +12,16 @@ from sealpod.cli.common import run as run_action
 
 def run(
     image: Annotated[str, typer.Argument(help="Image reference, e.g. registry.example/app:v1 or oci:DIR:TAG")],
-    command: Annotated[list[str] | None, typer.Argument(help="Replaces the image's Cmd.")] = None,
+    command: Annotated[
+        list[str] | None, typer.Argument(help="Replaces the image's Cmd, if the tenant's run policy allows it.")
+    ] = None,
     kbs: Annotated[
         str, typer.Option("--kbs", help="Key broker URL, e.g. http://127.0.0.1:8080", show_default=False)
     ] = "",
-    env: Annotated[list[str] | None, typer.Option("-e", "--env", help="NAME=VALUE added to the image's Env.")] = None,
+    env: Annotated[
+        list[str] | None,
+        typer.Option("-e", "--env", help="NAME=VALUE added to the image's Env, if the run policy allows NAME."),
+    ] = None,
     name: Annotated[
         str | None, typer.Option("--name", help="The container's name and hostname [default: generated].")
     ] = None,
@@ -33,7 +38,8 @@ def run(
         ),
     ] = "gocryptfs",
     rm: Annotated[
-        bool, typer.Option("--rm", help="Accepted for podman compatibility: nothing is kept anyway.")
+        bool,
+        typer.Option("--rm", help="With -d: remove the container's record when it exits (foreground runs keep none)."),
     ] = False,
     sim: Annotated[
         bool, typer.Option("--sim", help="Use the simulated SGX platform when there is no SGX (no secrecy from root).")
