@@ -62,6 +62,11 @@ def boot(request: BootRequest) -> int:
     Nothing touches the disk before the KBS accepted the evidence and the run policy allowed the request; a rootfs
     made for a pull that then failed is removed again.
     """
+    if os.geteuid() != 0:
+        raise SealpodError(
+            "the enclave needs root: it builds the workload's namespaces, mounts and cgroups",
+            hint="run sealpod run as root (sudo)",
+        )
     tee = attester(request.allow_sim)
     private_mount_namespace()
     settings = AgentSettings(
