@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import subprocess
@@ -104,3 +105,13 @@ def rsa_key_files(work: Path) -> tuple[Path, Path]:
         key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     return private, public
+
+
+def image_bench_args(description: str, *, rounds: int = 3, mb: int = 200, files: int = 7000) -> argparse.Namespace:
+    """The options every image benchmark takes: --rounds, --mb, --files, --dir."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--mb", type=int, default=mb)
+    parser.add_argument("--files", type=int, default=files)
+    parser.add_argument("--dir", default=default_dir(), help="where every side writes (default: %(default)s)")
+    return parser.parse_args()

@@ -13,24 +13,18 @@ The foundation's realistic image (about 200 MB, 7,000 files, three gzip layers) 
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import statistics
 import subprocess
 import tempfile
 from pathlib import Path
 
-from common import SEALPOD, build_bench_image, default_dir, need_tools, report, rsa_key_files, timed
+from common import SEALPOD, build_bench_image, image_bench_args, need_tools, report, rsa_key_files, timed
 from sealpod.oci.localregistry import LocalRegistry
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--mb", type=int, default=200)
-    parser.add_argument("--files", type=int, default=7000)
-    parser.add_argument("--dir", default=default_dir(), help="where every side writes (default: %(default)s)")
-    args = parser.parse_args()
+    args = image_bench_args(__doc__.splitlines()[0])
     need_tools("skopeo", "umoci", "docker-registry")
     work = Path(tempfile.mkdtemp(prefix="sealpod-bench-enc-", dir=args.dir))
     try:

@@ -13,24 +13,18 @@ swings either side's time from 1 to 6 s from one run to the next; a tmpfs measur
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import statistics
 import subprocess
 import tempfile
 from pathlib import Path
 
-from common import SEALPOD, build_bench_image, default_dir, need_tools, report, timed
+from common import SEALPOD, build_bench_image, image_bench_args, need_tools, report, timed
 from sealpod.oci.localregistry import LocalRegistry
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--mb", type=int, default=200)
-    parser.add_argument("--files", type=int, default=7000)
-    parser.add_argument("--dir", default=default_dir(), help="where both sides write (default: %(default)s)")
-    args = parser.parse_args()
+    args = image_bench_args(__doc__.splitlines()[0])
     need_tools("skopeo", "umoci", "docker-registry")
     work = Path(tempfile.mkdtemp(prefix="sealpod-bench-", dir=args.dir))
     try:

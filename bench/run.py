@@ -16,7 +16,6 @@ reference values. Timed to the workload's first line of output, alternating, med
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import os
@@ -27,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import SEALPOD, default_dir, need_tools, pick_files, rsa_key_files
+from common import SEALPOD, image_bench_args, need_tools, pick_files, rsa_key_files
 from sealpod.enclave.measure import measure
 from sealpod.kbs.admin_client import AdminClient
 from sealpod.kbs.embedded import EmbeddedKbs
@@ -76,12 +75,7 @@ def build(work: Path, mb: int, files: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--mb", type=int, default=200)
-    parser.add_argument("--files", type=int, default=7000)
-    parser.add_argument("--dir", default=default_dir(), help="where every side writes (default: %(default)s)")
-    args = parser.parse_args()
+    args = image_bench_args(__doc__.splitlines()[0])
     need_tools("skopeo", "umoci", "runc", "docker-registry", "gocryptfs", "busybox")
     work = Path(tempfile.mkdtemp(prefix="sealpod-bench-run-", dir=args.dir))
     kbs: EmbeddedKbs | None = None
@@ -120,14 +114,7 @@ def main() -> None:
                 admin.put_resource("default/image-kek/bench", base64.b64decode(keks["default/image-kek/bench"]))
                 admin.put_resource("k/cosign/1", (work / "cosign.pub").read_bytes())
                 admin.put_resource("default/security-policy/test", json.dumps(policy).encode())
-                admin.set_reference(
-                    {
-                        "mr_enclave": [me.mr_enclave.hex()],
-                        "mr_signer": [me.mr_signer.hex()],
-                        "isv_prod_id": [me.isv_prod_id],
-                        "isv_svn": [me.isv_svn],
-                    }
-                )
+                admin.set_reference(me.reference_values())
             run_cmd = [SEALPOD, "run", image, "--kbs", kbs.url, "--sim", "--tls-verify=false"]
             times: dict[str, list[float]] = {k: [] for k in ("cold", "cold_mem", "warm", "peer_cold", "peer_warm")}
             for r in range(args.rounds):

@@ -11,7 +11,6 @@ sealpod's check (fetch the attachment, verify, evaluate) is printed too, as it i
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -21,19 +20,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import SEALPOD, build_bench_image, default_dir, need_tools, timed
+from common import SEALPOD, build_bench_image, image_bench_args, need_tools, timed
 from sealpod.oci.localregistry import LocalRegistry
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=11)
-    parser.add_argument("--mb", type=int, default=20)
-    parser.add_argument("--files", type=int, default=1000)
-    parser.add_argument("--dir", default=default_dir(), help="where every side writes (default: %(default)s)")
-    args = parser.parse_args()
+    args = image_bench_args(__doc__.splitlines()[0], rounds=11, mb=20, files=1000)
     need_tools("skopeo", "umoci", "docker-registry")
     trixie = (
         Path(

@@ -6,6 +6,7 @@ Shared by the host side (:mod:`sealpod.runtime`), which writes it, and the encla
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from sealpod.errors import SealpodError
@@ -35,9 +36,38 @@ class BootRequest:
 
     @classmethod
     def from_json(cls, text: str) -> BootRequest:
-        """Parse a request, refusing unknown or missing fields by name."""
+        """Parse a request, refusing unknown or missing fields and wrongly typed values by name."""
         try:
             values = json.loads(text)
-            return cls(**values)
+            request = cls(**values)
         except (ValueError, TypeError) as err:
             raise SealpodError(f"malformed boot request: {err}") from None
+        for name, value in asdict(request).items():
+            if not _TYPES[name](value):
+                raise SealpodError(f"malformed boot request: {name} has the wrong type ({type(value).__name__})")
+        return request
+
+
+def _strings(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _optional(kind: type) -> Callable[[object], bool]:
+    return lambda value: value is None or (isinstance(value, kind) and not isinstance(value, bool))
+
+
+_TYPES: dict[str, Callable[[object], bool]] = {
+    "image": lambda v: isinstance(v, str),
+    "kbs_url": lambda v: isinstance(v, str),
+    "command": _strings,
+    "env": _strings,
+    "name": lambda v: isinstance(v, str),
+    "share_net": lambda v: isinstance(v, bool),
+    "allow_sim": lambda v: isinstance(v, bool),
+    "registry_tls_verify": lambda v: isinstance(v, bool),
+    "kbs_ca_file": _optional(str),
+    "policy_uri": _optional(str),
+    "rootfs": lambda v: isinstance(v, str),
+    "memory": _optional(int),
+    "pids": _optional(int),
+}

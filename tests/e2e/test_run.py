@@ -242,7 +242,8 @@ def test_a_wrongly_signed_image_and_a_tampered_layer_are_refused_before_the_work
 ) -> None:
     server = kbs_factory()
     image = _deploy(tmp_path, registry, server, node)
-    flags = ("--kbs", server.url, "--sim", "--tls-verify=false", "--rootfs", "memory")
+    common = ("--kbs", server.url, "--sim", "--tls-verify=false")
+    flags = (*common, "--rootfs", "memory")
 
     # without a run policy from the tenant, the host cannot replace the command or add to the environment
     proc = _run(node, image, *flags, "busybox cat /app/secret.txt")
@@ -265,7 +266,7 @@ def test_a_wrongly_signed_image_and_a_tampered_layer_are_refused_before_the_work
         ["image", "sign", other, "--key", str(tmp_path / "stranger.key"), "--tls-verify=false"],
     ):
         subprocess.run([SEALPOD, *args], check=True, capture_output=True, env=env)
-    proc = _run(node, other, *[f for f in flags if f not in ("--rootfs", "memory")])  # default: gocryptfs
+    proc = _run(node, other, *common)  # the default rootfs: gocryptfs
     assert proc.returncode == 125
     assert not any((Path(node["SEALPOD_STATE_DIR"]) / "rootfs").iterdir()), "the failed first pull left no rootfs"
     assert "signature" in proc.stderr
@@ -278,10 +279,9 @@ def test_a_wrongly_signed_image_and_a_tampered_layer_are_refused_before_the_work
     )
     busybox_layer = json.loads(inspect.stdout)["layers"][0]["digest"].removeprefix("sha256:")
     stored = registry.storage / "data/docker/registry/v2/blobs/sha256" / busybox_layer[:2] / busybox_layer / "data"
-    manifest_layers = [stored]
-    data = bytearray(manifest_layers[0].read_bytes())
+    data = bytearray(stored.read_bytes())
     data[len(data) // 2] ^= 1
-    manifest_layers[0].write_bytes(bytes(data))
+    stored.write_bytes(bytes(data))
     proc = _run(node, image, *flags)
     assert proc.returncode == 125
     assert "sha256:" in proc.stderr

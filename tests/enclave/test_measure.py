@@ -78,3 +78,13 @@ def test_a_key_file_that_is_not_rsa_is_refused(tmp_path: Path) -> None:
     )
     assert proc.returncode != 0
     assert "is not an RSA private key" in proc.stderr
+
+
+def test_reference_values_admit_exactly_this_identity(tmp_path: Path) -> None:
+    identity = measure(tmp_path / "key.pem", copy_package(tmp_path))
+    assert identity.reference_values() == {
+        "mr_enclave": [identity.mr_enclave.hex()],
+        "mr_signer": [identity.mr_signer.hex()],
+        "isv_prod_id": [1],
+        "isv_svn": [1],
+    }

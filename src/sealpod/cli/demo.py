@@ -134,7 +134,7 @@ def _sign(image: str, digest: str, private_pem: bytes) -> None:
         store.close()
 
 
-def _register(kbs: EmbeddedKbs, base: Path, registry_host: str, public_pem: bytes, mr_enclave: str) -> None:
+def _register(kbs: EmbeddedKbs, base: Path, registry_host: str, public_pem: bytes, mr_enclave: str = "") -> None:
     from sealpod.enclave.measure import measure
     from sealpod.kbs.admin_client import AdminClient
 
@@ -148,14 +148,10 @@ def _register(kbs: EmbeddedKbs, base: Path, registry_host: str, public_pem: byte
         admin.put_resource("default/image-kek/demo", base64.b64decode(keks["default/image-kek/demo"]))
         admin.put_resource(COSIGN_KEY_PATH, public_pem)
         admin.put_resource("default/security-policy/test", json.dumps(policy).encode())
-        admin.set_reference(
-            {
-                "mr_enclave": [mr_enclave or identity.mr_enclave.hex()],
-                "mr_signer": [identity.mr_signer.hex()],
-                "isv_prod_id": [identity.isv_prod_id],
-                "isv_svn": [identity.isv_svn],
-            }
-        )
+        values = identity.reference_values()
+        if mr_enclave:
+            values["mr_enclave"] = [mr_enclave]  # another build of the enclave
+        admin.set_reference(values)
 
 
 def _run_enclave(request: BootRequest) -> int:
@@ -242,7 +238,7 @@ def demo(
             )
 
             _step("Tenant: registering the KEK, the cosign public key, the signature policy and the reference values")
-            _register(kbs, base, registry.host, public_pem, "")
+            _register(kbs, base, registry.host, public_pem)
 
             request = BootRequest(image=image, kbs_url=kbs.url, allow_sim=True, registry_tls_verify=False, name="demo")
             _step("Node: `sealpod run` the image in the enclave (attest, fetch keys, verify, decrypt, unpack, run)")

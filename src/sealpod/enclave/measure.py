@@ -43,6 +43,15 @@ class EnclaveIdentity:
     isv_svn: int
     files: int
 
+    def reference_values(self) -> dict[str, list[object]]:
+        """The KBS reference values that admit exactly this enclave (``AdminClient.set_reference``)."""
+        return {
+            "mr_enclave": [self.mr_enclave.hex()],
+            "mr_signer": [self.mr_signer.hex()],
+            "isv_prod_id": [self.isv_prod_id],
+            "isv_svn": [self.isv_svn],
+        }
+
 
 def manifest(package_dir: Path | None = None, interpreter: Path | None = None) -> list[tuple[str, str]]:
     """The measured files: (path, SHA-256), in a stable order."""

@@ -36,8 +36,6 @@ def private_mount_namespace() -> None:
 class MemoryRootfs:
     """A tmpfs in this process's (private) mount namespace."""
 
-    reusable = False
-
     def __init__(self) -> None:
         base = state_dir() / "run"
         base.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -68,8 +66,6 @@ def _name_for(image: str) -> str:
 
 class GocryptfsRootfs:
     """A gocryptfs volume whose cipher directory is on the host disk and whose key is sealed to the enclave."""
-
-    reusable = True
 
     def __init__(self, image: str, sealing_root: bytes, *, base: Path | None = None) -> None:
         binary = shutil.which("gocryptfs")

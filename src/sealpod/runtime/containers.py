@@ -145,27 +145,31 @@ def start_detached(container: Container) -> None:
     container.save()
 
 
-def stop(container: Container, timeout: float = 10.0) -> int | None:
-    """SIGTERM the container (forwarded to the workload), SIGKILL its enclave after ``timeout``; its exit status."""
-    if not container.running():
-        return container.exit_code()
-    os.kill(container.supervisor_pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and container.running():
+def _ended_within(container: Container, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while container.running():
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(0.05)
-    if container.running():
-        os.kill(container.supervisor_pid, signal.SIGTERM)  # the second SIGTERM: the enclave kills the workload
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and container.running():
-            time.sleep(0.05)
-    if container.running():
-        current = load(container.directory)
-        if current.enclave_pid:
+    return True
+
+
+def stop(container: Container, timeout: float = 10.0) -> int | None:
+    """Stop a container and return its exit status: SIGTERM (forwarded to the workload); after ``timeout`` a second
+    SIGTERM, on which the enclave kills the workload and cleans up; SIGKILL of the enclave as the last resort (the
+    workload dies with it through its parent-death signal)."""
+    for signal_to, target, wait in (
+        (signal.SIGTERM, "supervisor", timeout),
+        (signal.SIGTERM, "supervisor", 5.0),
+        (signal.SIGKILL, "enclave", 10.0),
+    ):
+        if not container.running():
+            break
+        pid = container.supervisor_pid if target == "supervisor" else load(container.directory).enclave_pid
+        if pid:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(current.enclave_pid, signal.SIGKILL)  # the workload dies with it (parent-death signal)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and container.running():
-            time.sleep(0.05)
+                os.kill(pid, signal_to)
+        _ended_within(container, wait)
     return container.exit_code()
 
 
