@@ -99,23 +99,15 @@ def _encrypt_and_push(base: Path, layout_dir: Path, destination: str) -> str:
     provider_config = base / "ocicrypt.json"
     command = {"path": sys.executable, "args": ["-m", "sealpod", "keyprovider", "--keys", str(base / "keks.json")]}
     provider_config.write_text(json.dumps({"key-providers": {"attestation-agent": {"cmd": command}}}))
-    previous = os.environ.get("OCICRYPT_KEYPROVIDER_CONFIG")
-    os.environ["OCICRYPT_KEYPROVIDER_CONFIG"] = str(provider_config)
+    recipients = Recipients(provider_config=str(provider_config))
+    recipients.add(f"provider:attestation-agent:keyid={KEK_ID}")
+    src = open_store(parse_location(f"oci:{layout_dir}:hello"), RegistryOptions())
+    dst = open_store(parse_location(destination), RegistryOptions(tls_verify=False))
     try:
-        recipients = Recipients()
-        recipients.add(f"provider:attestation-agent:keyid={KEK_ID}")
-        src = open_store(parse_location(f"oci:{layout_dir}:hello"), RegistryOptions())
-        dst = open_store(parse_location(destination), RegistryOptions(tls_verify=False))
-        try:
-            image = copy_image(src, dst, parse_platform(DEMO_PLATFORM), rewriter=LayerEncryption(recipients))
-        finally:
-            src.close()
-            dst.close()
+        image = copy_image(src, dst, parse_platform(DEMO_PLATFORM), rewriter=LayerEncryption(recipients))
     finally:
-        if previous is None:
-            os.environ.pop("OCICRYPT_KEYPROVIDER_CONFIG", None)
-        else:
-            os.environ["OCICRYPT_KEYPROVIDER_CONFIG"] = previous
+        src.close()
+        dst.close()
     return image.manifest_digest
 
 

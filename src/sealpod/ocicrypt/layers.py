@@ -37,6 +37,8 @@ class Recipients:
 
     jwe: list[jwe.JweRecipient] = field(default_factory=list)
     providers: dict[str, list[bytes]] = field(default_factory=dict)
+    provider_config: str | None = None  # the keyprovider config file [default: $OCICRYPT_KEYPROVIDER_CONFIG]
+    configs: dict[str, keyprovider.ProviderConfig] = field(default_factory=dict)
 
     def add(self, text: str) -> None:
         """Add ``jwe:FILE`` or ``provider:NAME[:PARAM]``."""
@@ -56,7 +58,7 @@ class Recipients:
             self.jwe.append(recipient)
         elif scheme == "provider":
             name, _, param = rest.partition(":")
-            keyprovider.provider(name)
+            self.configs[name] = keyprovider.provider(name, self.provider_config)
             self.providers.setdefault(name, []).append(param.encode() if param else b"Enabled")
         else:
             raise UsageError(
@@ -75,7 +77,7 @@ class Recipients:
             annotations[ANNOTATION_KEYS_PREFIX + jwe.SCHEME] = b64encode(jwe.wrap(optsdata, self.jwe))
         for name, params in self.providers.items():
             request = ProviderRequest("keywrap", {name: params}, optsdata=optsdata)
-            annotation = keyprovider.call(keyprovider.provider(name), request)
+            annotation = keyprovider.call(self.configs[name], request)
             annotations[f"{ANNOTATION_KEYS_PREFIX}provider.{name}"] = b64encode(annotation)
         return annotations
 
@@ -87,12 +89,14 @@ class DecryptionKeys:
     private_keys: list[PrivateKey] = field(default_factory=list)
     providers: dict[str, list[bytes]] = field(default_factory=dict)
     kek_getter: kbs.KeyGetter | None = None
+    provider_config: str | None = None  # the keyprovider config file [default: $OCICRYPT_KEYPROVIDER_CONFIG]
+    configs: dict[str, keyprovider.ProviderConfig] = field(default_factory=dict)
 
     def add(self, text: str) -> None:
         """Add ``PRIVKEY[:pass=SECRET]``, ``provider:NAME[:PARAM]`` or ``kek-store:FILE``."""
         if text.startswith("provider:"):
             name, _, param = text[len("provider:") :].partition(":")
-            keyprovider.provider(name)
+            self.configs[name] = keyprovider.provider(name, self.provider_config)
             self.providers.setdefault(name, []).append(param.encode() if param else b"Enabled")
         elif text.startswith("kek-store:"):
             self.kek_getter = kbs.KekStore(Path(text[len("kek-store:") :])).get
@@ -153,7 +157,7 @@ def open_options(descriptor: Descriptor, keys: DecryptionKeys) -> tuple[PrivateO
                 optsdata = kbs.unwrap(value, keys.kek_getter)
             elif name in keys.providers:
                 request = ProviderRequest("keyunwrap", {name: keys.providers[name]}, annotation=value)
-                optsdata = keyprovider.call(keyprovider.provider(name), request)
+                optsdata = keyprovider.call(keys.configs[name], request)
     if optsdata is None:
         raise CryptoError(
             f"no decryption key opens layer {descriptor.digest}; it is wrapped for: {_describe_recipients(schemes)}",
