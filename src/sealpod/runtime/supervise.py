@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -15,7 +16,7 @@ from sealpod.runtime.launch import run_enclave
 def main() -> None:
     """Run the enclave for the container named on the command line; write ``exit-code`` when it ends."""
     container = load(containers_dir() / sys.argv[1])
-    request = BootRequest(**container.request)  # type: ignore[arg-type]
+    request = BootRequest.from_json(json.dumps(container.request))  # checked like any request
 
     def started(pid: int) -> None:
         container.enclave_pid = pid
