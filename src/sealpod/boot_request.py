@@ -14,7 +14,14 @@ from sealpod.errors import SealpodError
 
 @dataclass(frozen=True)
 class BootRequest:
-    """What the host asks the enclave to run."""
+    """What the host asks the enclave to run.
+
+    ``command`` and ``env`` are what ``sealpod run`` asks for (a new Cmd, extra variables: refused unless the run policy
+    allows them). ``argv`` and ``host_env`` are what a Kubernetes pod spec produced (a whole argv, every variable the
+    kubelet adds): an ``argv`` equal to the image's own is not a change, and variables the run policy does not allow are
+    dropped rather than refused. ``netns`` is a network namespace for the workload to join (the pod's); ``start_fd`` an
+    inherited FIFO to wait on before starting the workload (the OCI runtime's create/start split).
+    """
 
     image: str
     kbs_url: str
@@ -29,6 +36,10 @@ class BootRequest:
     rootfs: str = "gocryptfs"
     memory: int | None = None
     pids: int | None = None
+    argv: list[str] = field(default_factory=list)
+    host_env: list[str] = field(default_factory=list)
+    netns: str | None = None
+    start_fd: int | None = None
 
     def to_json(self) -> str:
         """The request as the host passes it on the enclave's command line."""
@@ -70,4 +81,8 @@ _TYPES: dict[str, Callable[[object], bool]] = {
     "rootfs": lambda v: isinstance(v, str),
     "memory": _optional(int),
     "pids": _optional(int),
+    "argv": _strings,
+    "host_env": _strings,
+    "netns": _optional(str),
+    "start_fd": _optional(int),
 }

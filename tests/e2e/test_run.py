@@ -12,12 +12,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from sealpod.enclave.measure import measure
 from sealpod.kbs.admin_client import AdminClient
 from sealpod.oci.localregistry import LocalRegistry
-from sealpod.tee.sim import SimPlatform
 from tests.conftest import need, run_tool
 from tests.e2e.tenant import tenant
 from tests.helpers import E, make_tar
@@ -61,15 +58,6 @@ CONFIG: dict[str, object] = {
     "User": "app",
     "WorkingDir": "/app",
 }
-
-
-@pytest.fixture
-def node(tmp_path: Path, sim: SimPlatform) -> dict[str, str]:
-    """The node's environment: its own state dir whose simulated platform is the one the KBS trusts."""
-    state = tmp_path / "state"
-    state.mkdir()
-    (state / "sim-sgx").symlink_to(tmp_path / "sim")
-    return {**os.environ, "SEALPOD_STATE_DIR": str(state)}
 
 
 def _deploy(

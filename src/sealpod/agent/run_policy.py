@@ -48,6 +48,10 @@ class RunPolicy:
             raise RunPolicyError(f"run policy {where}: allow_env must be true, false or a list of names")
         return cls(command, env)
 
+    def allows_variable(self, name: str) -> bool:
+        """Whether the host may set the variable ``name``."""
+        return self.allow_env is True or (self.allow_env is not False and name in self.allow_env)
+
     def check(self, command: list[str], env: list[str], where: str) -> None:
         """Refuse a host-supplied command or environment the policy does not allow."""
         if command and not self.allow_command:
@@ -57,11 +61,37 @@ class RunPolicy:
             )
         if not env or self.allow_env is True:
             return
-        names = [item.partition("=")[0] for item in env]
-        refused = names if self.allow_env is False else [n for n in names if n not in self.allow_env]
+        refused = [name for name in (item.partition("=")[0] for item in env) if not self.allows_variable(name)]
         if refused:
             raise RunPolicyError(
                 f"the host asked to set {', '.join(refused)} in the environment, and the tenant's run policy "
                 "does not allow it",
                 hint=f'the tenant can list the names in "allow_env" at {where}',
             )
+
+    def pod_argv(self, argv: list[str], image_argv: list[str], where: str) -> list[str] | None:
+        """A pod spec's whole command line: ``None`` when it is the image's own, else it if the policy allows it."""
+        if not argv or argv == image_argv:
+            return None
+        if not self.allow_command:
+            raise RunPolicyError(
+                f"the pod spec replaces the image's command with {argv!r}, and the tenant's run policy does not "
+                "allow it",
+                hint=f'the tenant can allow it with {{"allow_command": true}} at {where}',
+            )
+        return argv
+
+    def pod_env(self, env: list[str], image_env: list[str]) -> tuple[list[str], list[str]]:
+        """Split a pod's variables into those the policy lets through and the names it drops (kubelet adds service
+        variables to every container: dropping, not refusing, keeps ordinary pod specs working)."""
+        kept: list[str] = []
+        dropped: list[str] = []
+        for item in env:
+            if item in image_env:
+                continue
+            name = item.partition("=")[0]
+            if self.allows_variable(name):
+                kept.append(item)
+            else:
+                dropped.append(name)
+        return kept, dropped

@@ -20,7 +20,7 @@ from sealpod.enclave.cgroups import Limits
 from sealpod.enclave.measure import measure
 from sealpod.enclave.rootfs import GocryptfsRootfs, MemoryRootfs, private_mount_namespace
 from sealpod.enclave.sealing import sealing_key
-from sealpod.enclave.workload import workload_for
+from sealpod.enclave.workload import default_argv, workload_for
 from sealpod.errors import SealpodError
 from sealpod.kbs.client import KbsClient
 from sealpod.tee import Attester, detect
@@ -74,7 +74,8 @@ def boot(request: BootRequest) -> int:
     )
     with KbsClient(request.kbs_url, tee, ca_file=request.kbs_ca_file) as client:
         client.attest()
-        if request.command or request.env:
+        run_policy = RunPolicy()
+        if request.command or request.env or request.argv or request.host_env:
             raw = optional_resource(client, DEFAULT_RUN_POLICY_URI)
             run_policy = RunPolicy.parse(raw, DEFAULT_RUN_POLICY_URI) if raw is not None else RunPolicy()
             run_policy.check(request.command, request.env, DEFAULT_RUN_POLICY_URI)
@@ -99,11 +100,36 @@ def boot(request: BootRequest) -> int:
             )
         else:
             volume.mark_pulled(result.image.manifest_digest)
-        workload = workload_for(result.image.config, volume.rootfs, request.command, request.env)
+        config = result.image.config
+        argv = run_policy.pod_argv(request.argv, default_argv(config), DEFAULT_RUN_POLICY_URI)
+        pod_env, dropped = run_policy.pod_env(request.host_env, list(config.config.env or []) if config.config else [])
+        if dropped:
+            print(f"sealpod: the run policy drops the host's variables {', '.join(dropped)}", file=sys.stderr)
+        workload = workload_for(config, volume.rootfs, request.command, [*request.env, *pod_env], argv)
         limits = Limits(request.memory, request.pids)
-        return sandbox.run(volume.rootfs, workload, hostname=request.name, share_net=request.share_net, limits=limits)
+        if request.start_fd is not None:
+            _wait_for_start(request.start_fd)
+        return sandbox.run(
+            volume.rootfs,
+            workload,
+            hostname=request.name,
+            share_net=request.share_net,
+            limits=limits,
+            netns=request.netns,
+        )
     finally:
         volume.close()
+
+
+def _wait_for_start(fd: int) -> None:
+    """Block until the OCI runtime's ``start`` writes to the FIFO the enclave inherited from ``create``."""
+    os.set_blocking(fd, True)
+    try:
+        started = os.read(fd, 1)
+    finally:
+        os.close(fd)
+    if not started:
+        raise SealpodError("the runtime closed the start FIFO without starting the container")
 
 
 def main(argv: list[str] | None = None) -> None:

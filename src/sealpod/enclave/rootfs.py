@@ -3,12 +3,14 @@
 ``memory``: a tmpfs; nothing reaches the disk, gone at exit. ``gocryptfs``: the cipher directory on the host disk
 under ``<state>/rootfs/<name>``, its random key sealed to the enclave identity, so a restart of the same enclave on
 the same platform opens it again and skips the pull. The mount holds ``rootfs/`` (what the workload sees) and
-``image-digest`` (which image ``rootfs/`` holds, written only after a complete, verified pull).
+``image-digest`` (which image ``rootfs/`` holds, written only after a complete, verified pull). Each volume is
+held under a lock while mounted: two enclaves of the same image at once (two pods) get a volume each.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
@@ -25,6 +27,7 @@ from sealpod.processes import stop_process
 
 PURPOSE = "gocryptfs-key"
 PR_SET_PDEATHSIG = 1
+MAX_VOLUMES_PER_IMAGE = 64
 
 
 def private_mount_namespace() -> None:
@@ -72,12 +75,11 @@ class GocryptfsRootfs:
         if binary is None:
             raise SealpodError("gocryptfs is not installed", hint="apt-get install gocryptfs, or use --rootfs memory")
         self.label = image
-        self.directory = (base or state_dir() / "rootfs") / _name_for(image)
+        self.directory, self._lock = _free_volume(base or state_dir() / "rootfs", _name_for(image))
         self.cipher = self.directory / "cipher"
         self.sealed_key = self.directory / "key.sealed"
         self.mountpoint = self.directory / "mnt"
         self.rootfs = self.mountpoint / "rootfs"
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.mountpoint.mkdir(exist_ok=True)
         if self.sealed_key.exists() and (self.cipher / "gocryptfs.conf").exists():
             password = unseal(sealing_root, PURPOSE, image, self.sealed_key.read_bytes())
@@ -150,3 +152,19 @@ class GocryptfsRootfs:
         stop_process(self.process)
         if remove:
             shutil.rmtree(self.directory, ignore_errors=True)
+        os.close(self._lock)
+
+
+def _free_volume(base: Path, name: str) -> tuple[Path, int]:
+    """The first volume directory of the image that no running enclave holds, locked for this one."""
+    for slot in range(MAX_VOLUMES_PER_IMAGE):
+        directory = base / (name if slot == 0 else f"{name}-{slot}")
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        return directory, fd
+    raise SealpodError(f"{MAX_VOLUMES_PER_IMAGE} enclaves of this image are running already")

@@ -61,12 +61,31 @@ def _drop_capabilities(keep: set[int]) -> None:
     linux.capset(mask, mask, 0)
 
 
-def enter(rootfs: Path, workload: Workload, *, hostname: str, share_net: bool, cgroups: Cgroups | None) -> None:
-    """In the child, before exec: the cgroups, the new namespaces, the rootfs as /, the capabilities, the user,
-    no_new_privs and the seccomp filter."""
+def _join_network(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        linux.setns(fd, linux.CLONE_NEWNET)
+    finally:
+        os.close(fd)
+
+
+def enter(
+    rootfs: Path,
+    workload: Workload,
+    *,
+    hostname: str,
+    share_net: bool,
+    cgroups: Cgroups | None,
+    netns: str | None = None,
+) -> None:
+    """In the child, before exec: the cgroups, the new namespaces (or the given network namespace), the rootfs as /,
+    the capabilities, the user, no_new_privs and the seccomp filter."""
     if cgroups:
         cgroups.join()
-    flags = linux.CLONE_NEWNS | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC | (0 if share_net else linux.CLONE_NEWNET)
+    if netns:
+        _join_network(netns)
+    own_net = not (share_net or netns)
+    flags = linux.CLONE_NEWNS | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC | (linux.CLONE_NEWNET if own_net else 0)
     linux.unshare(flags)
     linux.mount("none", "/", None, linux.MS_REC | linux.MS_PRIVATE)
     root = str(rootfs)
@@ -98,6 +117,7 @@ def run(
     hostname: str = "sealpod",
     share_net: bool = False,
     limits: Limits | None = None,
+    netns: str | None = None,
 ) -> int:
     """Run ``workload`` sandboxed in ``rootfs``; stdio pass through, SIGTERM/SIGINT/SIGHUP are forwarded; returns its
     exit status (128 + signal number when a signal ended it, as shells report it)."""
@@ -107,7 +127,9 @@ def run(
         process = subprocess.Popen(
             workload.argv,
             env=workload.env,
-            preexec_fn=lambda: enter(rootfs, workload, hostname=hostname, share_net=share_net, cgroups=cgroups),
+            preexec_fn=lambda: enter(
+                rootfs, workload, hostname=hostname, share_net=share_net, cgroups=cgroups, netns=netns
+            ),
             close_fds=True,
         )
     except BaseException:

@@ -70,14 +70,25 @@ def _lookup_by_uid(rootfs: Path, uid: int) -> list[str] | None:
     return None
 
 
+def default_argv(config: ImageConfig) -> list[str]:
+    """The image's own Entrypoint followed by its Cmd."""
+    container = config.config
+    return [*(container.entrypoint or []), *(container.cmd or [])] if container else []
+
+
 def workload_for(
-    config: ImageConfig, rootfs: Path, command: list[str] | None = None, extra_env: list[str] | None = None
+    config: ImageConfig,
+    rootfs: Path,
+    command: list[str] | None = None,
+    extra_env: list[str] | None = None,
+    argv: list[str] | None = None,
 ) -> Workload:
-    """The process the image's config describes; ``command`` replaces its Cmd and ``extra_env`` adds to its Env."""
+    """The process the image's config describes; ``command`` replaces its Cmd, ``argv`` the whole command line, and
+    ``extra_env`` adds to its Env."""
     container = config.config
     entrypoint = list(container.entrypoint or []) if container else []
     cmd = list(command) if command else list(container.cmd or []) if container else []
-    argv = entrypoint + cmd
+    argv = list(argv) if argv else entrypoint + cmd
     if not argv:
         raise SealpodError("the image has no Entrypoint or Cmd, and no command was given")
     env: dict[str, str] = {}

@@ -1,0 +1,124 @@
+"""What ``sealpod-runtime`` reads from an OCI bundle that containerd prepared: whether the container is a sealpod
+image's, and what the pod spec asked for (argv, env, network namespace, hostname, limits).
+
+The snapshotter (:mod:`sealpod.runtime.snapshotter`) leaves ``/.sealpod/image.json`` in the rootfs of an image whose
+layers it kept from the host; the CRI annotations name the image. All of it comes from the host and is only a
+request: the enclave verifies the image and applies the tenant's run policy.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sealpod.errors import SealpodError
+
+MARKER = Path(".sealpod/image.json")
+CONTAINER_TYPE = "io.kubernetes.cri.container-type"
+IMAGE_NAME = "io.kubernetes.cri.image-name"
+MAX_CONFIG = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """The parts of an OCI bundle's ``config.json`` the sealpod runtime uses."""
+
+    path: Path
+    spec: dict[str, Any]
+
+    @classmethod
+    def load(cls, path: Path) -> Bundle:
+        """Read ``config.json``, bounded, naming what is wrong."""
+        config = path / "config.json"
+        try:
+            with config.open("rb") as handle:
+                raw = handle.read(MAX_CONFIG + 1)
+        except OSError as err:
+            raise SealpodError(f"cannot read the bundle's config {config}: {err.strerror}") from None
+        if len(raw) > MAX_CONFIG:
+            raise SealpodError(f"the bundle's config {config} is larger than {MAX_CONFIG} bytes")
+        try:
+            spec = json.loads(raw)
+        except ValueError as err:
+            raise SealpodError(f"the bundle's config {config} is not JSON: {err}") from None
+        if not isinstance(spec, dict):
+            raise SealpodError(f"the bundle's config {config} is not a JSON object")
+        return cls(path, spec)
+
+    def _section(self, name: str) -> dict[str, Any]:
+        value = self.spec.get(name) or {}
+        if not isinstance(value, dict):
+            raise SealpodError(f"the bundle's config: {name} is not an object")
+        return value
+
+    @property
+    def annotations(self) -> dict[str, str]:
+        """The container's annotations (CRI puts the container type and image name here)."""
+        return {k: v for k, v in self._section("annotations").items() if isinstance(v, str)}
+
+    @property
+    def rootfs(self) -> Path:
+        """The root filesystem containerd mounted for the container."""
+        root = self._section("root").get("path", "rootfs")
+        return self.path / root if isinstance(root, str) else self.path / "rootfs"
+
+    def sealpod_image(self) -> str | None:
+        """The image reference when this is an application container of a sealpod image, else ``None``."""
+        if self.annotations.get(CONTAINER_TYPE) == "sandbox":
+            return None
+        marker = self.rootfs / MARKER
+        if marker.is_symlink() or not marker.is_file():
+            return None
+        try:
+            recorded = json.loads(marker.read_bytes()[:65536])
+        except ValueError:
+            recorded = {}
+        named = self.annotations.get(IMAGE_NAME) or (recorded.get("image") if isinstance(recorded, dict) else None)
+        if not isinstance(named, str) or not named:
+            raise SealpodError("a sealpod image's container has no image name (CRI annotation or marker)")
+        return named
+
+    @property
+    def process(self) -> dict[str, Any]:
+        """The process section."""
+        return self._section("process")
+
+    def argv(self) -> list[str]:
+        """The command line the pod spec (or the image config containerd read) gives."""
+        args = self.process.get("args") or []
+        return [str(a) for a in args] if isinstance(args, list) else []
+
+    def env(self) -> list[str]:
+        """Every variable containerd set (the image's, the pod's, the kubelet's)."""
+        env = self.process.get("env") or []
+        return [str(e) for e in env] if isinstance(env, list) else []
+
+    def terminal(self) -> bool:
+        """Whether the container wants a tty."""
+        return bool(self.process.get("terminal"))
+
+    def hostname(self) -> str | None:
+        """The pod's hostname."""
+        name = self.spec.get("hostname")
+        return name if isinstance(name, str) and name else None
+
+    def network_namespace(self) -> str | None:
+        """The path of the pod's network namespace, if the container joins one."""
+        for ns in self._section("linux").get("namespaces") or []:
+            if isinstance(ns, dict) and ns.get("type") == "network" and isinstance(ns.get("path"), str):
+                return str(ns["path"]) or None
+        return None
+
+    def memory_limit(self) -> int | None:
+        """The memory limit in bytes, when the pod sets one."""
+        memory = (self._section("linux").get("resources") or {}).get("memory") or {}
+        limit = memory.get("limit") if isinstance(memory, dict) else None
+        return limit if isinstance(limit, int) and limit > 0 else None
+
+    def pids_limit(self) -> int | None:
+        """The pids limit, when the pod sets one."""
+        pids = (self._section("linux").get("resources") or {}).get("pids") or {}
+        limit = pids.get("limit") if isinstance(pids, dict) else None
+        return limit if isinstance(limit, int) and limit > 0 else None

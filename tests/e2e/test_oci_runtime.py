@@ -1,0 +1,198 @@
+"""``sealpod-runtime`` driven the way containerd's runc shim drives an OCI runtime (create, state, start, the init
+process reaped by the shim, delete): a bundle whose rootfs carries the snapshotter's marker boots the enclave, which
+attests, pulls and runs the tenant's image with its own command; an ordinary bundle runs through runc unchanged."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from sealpod.oci.localregistry import LocalRegistry
+from tests.conftest import need
+from tests.e2e.test_run import CONFIG, RUN_POLICY, _deploy
+from tests.kbs.conftest import KbsProcess
+
+RUNTIME = str(Path(sys.executable).with_name("sealpod-runtime"))
+KUBELET_ENV = ["KUBERNETES_SERVICE_HOST=10.0.0.1", "HOSTNAME=pod-a"]
+
+
+def _bundle(tmp_path: Path, name: str, *, image: str | None, args: list[str], env: list[str]) -> Path:
+    bundle = tmp_path / name
+    rootfs = bundle / "rootfs"
+    rootfs.mkdir(parents=True)
+    annotations = {"io.kubernetes.cri.container-type": "container"}
+    if image:
+        (rootfs / ".sealpod").mkdir()
+        (rootfs / ".sealpod" / "image.json").write_text(json.dumps({"image": image, "manifest": "sha256:" + "0" * 64}))
+        annotations["io.kubernetes.cri.image-name"] = image
+    else:
+        (rootfs / "bin").mkdir()
+        (rootfs / "bin" / "busybox").write_bytes(Path(need("busybox")).resolve().read_bytes())
+        (rootfs / "bin" / "busybox").chmod(0o755)
+    subprocess.run(["runc", "spec", "--bundle", str(bundle)], check=True)
+    spec = json.loads((bundle / "config.json").read_text())
+    spec["process"].update(args=args, env=env, terminal=False)
+    spec["hostname"] = "pod-a"
+    spec["annotations"] = annotations
+    (bundle / "config.json").write_text(json.dumps(spec))
+    return bundle
+
+
+def _shim(tmp_path: Path, bundle: Path, node: dict[str, str], container_id: str) -> tuple[dict[str, object], str]:
+    log = bundle / "container.log"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.runtime.shim",
+            RUNTIME,
+            str(tmp_path / "runtime-root"),
+            str(bundle),
+            container_id,
+            str(log),
+        ],
+        capture_output=True,
+        text=True,
+        env=node,
+        timeout=180,
+        check=True,
+        cwd=Path(__file__).parents[2],
+    )
+    return json.loads(proc.stdout), log.read_text()
+
+
+@pytest.fixture
+def runtime_node(node: dict[str, str], tmp_path: Path) -> Callable[[str], dict[str, str]]:
+    """The node's runtime config for a KBS url."""
+
+    def configure(kbs_url: str) -> dict[str, str]:
+        config = tmp_path / "runtime.toml"
+        config.write_text(
+            f'kbs_url = "{kbs_url}"\nallow_sim = true\nregistry_tls_verify = false\nrootfs = "memory"\n'
+            f'state_dir = "{node["SEALPOD_STATE_DIR"]}"\n'
+        )
+        return {**node, "SEALPOD_RUNTIME_CONFIG": str(config)}
+
+    return configure
+
+
+def test_a_sealpod_bundle_boots_the_enclave_with_the_pods_command(
+    registry: LocalRegistry,
+    kbs_factory: Callable[..., KbsProcess],
+    node: dict[str, str],
+    runtime_node: Callable[[str], dict[str, str]],
+    tmp_path: Path,
+) -> None:
+    server = kbs_factory()
+    image = _deploy(tmp_path, registry, server, node)
+    env = runtime_node(server.url)
+    image_argv = [*CONFIG["Entrypoint"], *CONFIG["Cmd"]]  # type: ignore[misc]
+    bundle = _bundle(tmp_path, "b1", image=image, args=image_argv, env=[*CONFIG["Env"], *KUBELET_ENV])  # type: ignore[misc]
+
+    report, log = _shim(tmp_path, bundle, env, "c1")
+
+    assert report["create"] == 0, log
+    assert report["state"] == "created"
+    assert report["start"] == 0, report["start_error"]
+    assert report["exit"] == 7, log  # the workload's own status, through the enclave
+    assert report["state_after"] == "stopped"
+    assert report["delete"] == 0
+    assert "user=1000:1000" in log
+    assert "cwd=/app" in log
+    assert "pid=1" in log
+    assert "host=pod-a" in log
+    # the kubelet's variables are not the tenant's: no run policy lets them in, so they are dropped, not refused
+    assert "drops the host's variables KUBERNETES_SERVICE_HOST, HOSTNAME" in log
+    assert not (tmp_path / "runtime-root" / "c1").exists()
+
+
+def test_a_pod_command_the_run_policy_does_not_allow_is_refused_before_the_workload(
+    registry: LocalRegistry,
+    kbs_factory: Callable[..., KbsProcess],
+    node: dict[str, str],
+    runtime_node: Callable[[str], dict[str, str]],
+    tmp_path: Path,
+) -> None:
+    server = kbs_factory()
+    image = _deploy(tmp_path, registry, server, node)
+    env = runtime_node(server.url)
+    bundle = _bundle(tmp_path, "b2", image=image, args=["/bin/sh", "-c", "echo OVERRIDDEN"], env=[])
+
+    report, log = _shim(tmp_path, bundle, env, "c2")
+
+    assert report["create"] == 0, log
+    assert report["exit"] == 125
+    assert "OVERRIDDEN" not in log.replace("echo OVERRIDDEN", "")
+    assert "the pod spec replaces the image's command" in log
+    assert "run policy does not allow it" in log
+
+
+def test_a_pod_command_the_run_policy_allows_runs(
+    registry: LocalRegistry,
+    kbs_factory: Callable[..., KbsProcess],
+    node: dict[str, str],
+    runtime_node: Callable[[str], dict[str, str]],
+    tmp_path: Path,
+) -> None:
+    server = kbs_factory()
+    image = _deploy(tmp_path, registry, server, node, run_policy=RUN_POLICY)
+    env = runtime_node(server.url)
+    bundle = _bundle(tmp_path, "b3", image=image, args=["/bin/sh", "-c", "echo X=$X; exit 3"], env=["X=from-pod"])
+
+    report, log = _shim(tmp_path, bundle, env, "c3")
+
+    assert report["exit"] == 3, log
+    assert "X=from-pod" in log
+
+
+def test_an_ordinary_bundle_runs_through_runc(
+    node: dict[str, str], runtime_node: Callable[[str], dict[str, str]], tmp_path: Path
+) -> None:
+    env = runtime_node("http://127.0.0.1:9")  # never contacted: this is runc's container
+    bundle = _bundle(
+        tmp_path, "plain", image=None, args=["/bin/busybox", "sh", "-c", "echo plain-runc; exit 4"], env=[]
+    )
+
+    report, log = _shim(tmp_path, bundle, env, "p1")
+
+    assert report == {
+        "create": 0,
+        "state": "created",
+        "start": 0,
+        "start_error": "",
+        "exit": 4,
+        "state_after": "stopped",
+        "delete": 0,
+    }, log
+    assert "plain-runc" in log
+    assert not (tmp_path / "runtime-root" / "p1").exists()
+
+
+def test_exec_into_an_enclave_container_is_refused_and_a_dead_enclave_cannot_start(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "x1").mkdir(parents=True)
+    (root / "x1" / "sealpod.json").write_text(
+        json.dumps({"id": "x1", "bundle": str(tmp_path), "created": "now", "pid": 0, "pid_start": None})
+    )
+    (root / "x1" / "start").touch()
+    for args, message in (
+        (["exec", "--process", "p.json", "x1"], "exec is refused for sealpod containers"),
+        (["start", "x1"], "cannot start a container that is stopped"),
+        (["kill", "x1", "9"], "container not running"),
+    ):
+        proc = subprocess.run(
+            [RUNTIME, "--root", str(root), "--log", str(tmp_path / "log.json"), "--log-format", "json", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert proc.returncode == 1
+        assert message in proc.stderr
+        last = json.loads((tmp_path / "log.json").read_text().splitlines()[-1])
+        assert last["level"] == "error"
+        assert message in last["msg"]
