@@ -11,7 +11,8 @@ import typer
 from sealpod.cli.common import out_console, run
 
 app = typer.Typer(
-    help="The generic enclave: its measurement (what a KBS registers as reference values).", no_args_is_help=True
+    help="The generic enclave: its measurement (what a KBS registers as reference values) and SGX manifest.",
+    no_args_is_help=True,
 )
 
 
@@ -40,5 +41,36 @@ def measure(
         else:
             for name, value in values.items():
                 out_console.print(f"[bold]{name:12}[/] {value}")
+
+    run(action)
+
+
+@app.command()
+def manifest(
+    gramine: Annotated[
+        bool, typer.Option("--gramine", help="Write a Gramine manifest template (SGX hardware).")
+    ] = False,
+    out: Annotated[Path | None, typer.Option(help="Write here instead of standard output.")] = None,
+    state: Annotated[Path, typer.Option(help="The node's state dir (the encrypted rootfs mount).")] = Path(
+        "/var/lib/sealpod"
+    ),
+    enclave_size: Annotated[str, typer.Option(help="sgx.enclave_size.")] = "8G",
+    max_threads: Annotated[int, typer.Option(help="sgx.max_threads.")] = 64,
+) -> None:
+    """Write the enclave's manifest for real SGX: trusted files (interpreter, stdlib, venv, sealpod), DCAP
+    attestation, an encrypted rootfs mount sealed to MRENCLAVE. Then gramine-manifest and gramine-sgx-sign."""
+
+    def action() -> None:
+        from sealpod.enclave.gramine import gramine_manifest
+        from sealpod.errors import UsageError
+
+        if not gramine:
+            raise UsageError("name the enclave runtime: --gramine (the only one so far)")
+        text = gramine_manifest(state_dir=state, enclave_size=enclave_size, max_threads=max_threads)
+        if out:
+            out.write_text(text)
+            out_console.print(f"wrote {out}")
+        else:
+            typer.echo(text, nl=False)
 
     run(action)
