@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from sealpod import __version__
-from sealpod.cli import attest, containers, demo, enclave, image, kbs, keyprovider, node, pull
+from sealpod.cli import attest, containers, demo, enclave, image, kbs, keyprovider, node, pull, snapshotter
 from sealpod.cli import run as run_cli
 from sealpod.cli.common import configure_logging
 
@@ -52,6 +52,7 @@ app.add_typer(attest.app, name="attest")
 app.add_typer(kbs.app, name="kbs")
 app.add_typer(enclave.app, name="enclave")
 app.add_typer(node.app, name="node")
+app.add_typer(snapshotter.app, name="snapshotter")
 
 
 def main() -> None:
