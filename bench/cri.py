@@ -18,6 +18,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from run import KEK_ID, build
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.cri.containerd import Containerd, CriClient, RuntimeHandler, push_sandbox_image
+from tests.cri.proto import cri_subset_pb2 as pb
 
 from sealpod.enclave.measure import measure
 from sealpod.kbs.admin_client import AdminClient
@@ -63,8 +65,11 @@ def first_log_line(cri: CriClient, handler: str, image: str, name: str) -> float
     cri.start_container(container)
     log = Path(cri.container_status(container).log_path)
     deadline = time.monotonic() + 300
+    polls = 0
     while not (log.exists() and b" stdout " in log.read_bytes()):
-        if time.monotonic() > deadline:
+        polls += 1
+        exited = polls % 20 == 0 and cri.container_status(container).state == pb.CONTAINER_EXITED
+        if exited or time.monotonic() > deadline:
             raise SystemExit(f"{handler}: no output in {log}: {log.read_text() if log.exists() else '(none)'}")
         time.sleep(0.005)
     elapsed = time.perf_counter() - start
@@ -80,6 +85,7 @@ def first_log_line(cri: CriClient, handler: str, image: str, name: str) -> float
 
 def main() -> None:
     args = image_bench_args(__doc__.splitlines()[0])
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up (containerd, pods, bridge) when stopped
     need_tools("skopeo", "docker-registry", "gocryptfs", "busybox", "containerd", "runc")
     work = Path(tempfile.mkdtemp(prefix="sp-cri-", dir=args.dir))
     kbs: EmbeddedKbs | None = None

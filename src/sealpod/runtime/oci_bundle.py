@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from sealpod.errors import SealpodError
+from sealpod.runtime.snapshotter import read_marker
 
-MARKER = Path(".sealpod/image.json")
 CONTAINER_TYPE = "io.kubernetes.cri.container-type"
 IMAGE_NAME = "io.kubernetes.cri.image-name"
 MAX_CONFIG = 4 * 1024 * 1024
@@ -68,15 +68,14 @@ class Bundle:
         """The image reference when this is an application container of a sealpod image, else ``None``."""
         if self.annotations.get(CONTAINER_TYPE) == "sandbox":
             return None
-        marker = self.rootfs / MARKER
-        if marker.is_symlink() or not marker.is_file():
-            return None
         try:
-            recorded = json.loads(marker.read_bytes()[:65536])
-        except ValueError:
-            recorded = {}
-        named = self.annotations.get(IMAGE_NAME) or (recorded.get("image") if isinstance(recorded, dict) else None)
-        if not isinstance(named, str) or not named:
+            marker = read_marker(self.rootfs)
+        except (OSError, ValueError) as err:
+            raise SealpodError(f"the sealpod marker in {self.rootfs} is unreadable: {err}") from None
+        if marker is None:
+            return None
+        named = self.annotations.get(IMAGE_NAME) or marker.image
+        if not named:
             raise SealpodError("a sealpod image's container has no image name (CRI annotation or marker)")
         return named
 
