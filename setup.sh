@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 APT_PACKAGES=(python3 python3-venv python3-pip ca-certificates docker-registry skopeo umoci runc gnupg gpgv zstd apache2-utils
-              postgresql busybox-static libseccomp2 gocryptfs fuse3 containerd containernetworking-plugins)
+              postgresql busybox-static libseccomp2 gocryptfs fuse3 e2fsprogs containerd containernetworking-plugins)
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 

@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,3 +100,27 @@ def image_from_tars(
     manifest_desc = layout.put_bytes(json.dumps(manifest).encode(), mt.OCI_MANIFEST)
     layout.tag(manifest_desc, tag)
     return manifest_desc.digest
+
+
+def file_contains(path: Path, needle: bytes, chunk: int = 1 << 20) -> bool:
+    """Whether the file at ``path`` holds ``needle``, reading only its data extents (a sparse 64 GiB rootfs image
+    costs what it stores), in chunks that overlap by the needle's length."""
+    with path.open("rb") as handle:
+        fd = handle.fileno()
+        size = os.fstat(fd).st_size
+        offset = 0
+        while offset < size:
+            try:
+                start = os.lseek(fd, offset, os.SEEK_DATA)
+            except OSError:  # ENXIO: only a hole is left
+                return False
+            end = os.lseek(fd, start, os.SEEK_HOLE)
+            position = start
+            while position < end:
+                handle.seek(position)
+                data = handle.read(min(chunk + len(needle), end - position))
+                if needle in data:
+                    return True
+                position += chunk
+            offset = end
+    return False

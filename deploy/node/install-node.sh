@@ -6,7 +6,7 @@ set -eu
 SRC=/opt/sealpod/src
 export DEBIAN_FRONTEND=noninteractive
 missing=""
-for pkg in python3 python3-venv runc gocryptfs fuse3 libseccomp2 containerd; do
+for pkg in python3 python3-venv runc gocryptfs fuse3 e2fsprogs libseccomp2 containerd; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
 done
 if [ -n "$missing" ]; then

@@ -25,6 +25,7 @@ from sealpod.runtime.containerd_config import sealpod_settings
 from tests.cri.containerd import Containerd, CriClient, RuntimeHandler, push_sandbox_image
 from tests.cri.proto import cri_subset_pb2 as pb
 from tests.e2e.test_run import CANARY_FILE, RUN_POLICY, _deploy
+from tests.helpers import file_contains
 from tests.kbs.conftest import KbsProcess
 
 BIN = Path(sys.executable).parent
@@ -88,7 +89,7 @@ def _files_holding(root: Path, needle: bytes) -> list[Path]:
     for dirpath, _, filenames in os.walk(root):
         for name in filenames:
             path = Path(dirpath) / name
-            if path.is_file() and not path.is_symlink() and needle in path.read_bytes():
+            if path.is_file() and not path.is_symlink() and file_contains(path, needle):
                 found.append(path)
     return found
 

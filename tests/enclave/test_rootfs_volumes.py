@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from sealpod.enclave.rootfs import GocryptfsRootfs, private_mount_namespace
+from tests.helpers import file_contains
 
 SEALING_ROOT = bytes(range(32))
 
@@ -47,4 +48,14 @@ def test_two_enclaves_of_one_image_get_separate_volumes_and_a_free_one_is_reopen
     assert content == "volume-canary-2b91"
     for path in tmp_path.rglob("*"):
         if path.is_file():
-            assert b"volume-canary-2b91" not in path.read_bytes()
+            assert not file_contains(path, b"volume-canary-2b91")
+
+
+def test_the_canary_scan_finds_a_needle_in_a_sparse_file_across_chunks(tmp_path: Path) -> None:
+    sparse = tmp_path / "image"
+    with sparse.open("wb") as handle:
+        handle.truncate(8 * 1024**3)
+        handle.seek(5 * 1024**3 + (1 << 20) - 4)  # straddles the scan's 1 MiB chunk boundary
+        handle.write(b"volume-canary-2b91")
+    assert file_contains(sparse, b"volume-canary-2b91")
+    assert not file_contains(sparse, b"volume-canary-xxxx")

@@ -2,8 +2,12 @@
 
 ``memory``: a tmpfs; nothing reaches the disk, gone at exit. ``gocryptfs``: the cipher directory on the host disk
 under ``<state>/rootfs/<name>``, its random key sealed to the enclave identity, so a restart of the same enclave on
-the same platform opens it again and skips the pull. The mount holds ``rootfs/`` (what the workload sees) and
-``image-digest`` (which image ``rootfs/`` holds, written only after a complete, verified pull). Each volume is
+the same platform opens it again and skips the pull. The gocryptfs mount holds one file, ``rootfs.ext4``, a sparse
+ext4 image mounted through a loop device (also only in the enclave's namespace): unpacking thousands of files into
+it costs page-cache writes, and gocryptfs sees large block writes instead of several FUSE round trips per file
+(7,000 entries: about 0.3 s instead of 5 s). The ext4 root holds ``rootfs/`` (what the workload sees) and
+``image-digest`` (which image ``rootfs/`` holds, written only after a complete, verified pull; ext4's ordered
+journal puts it on disk only after the files before it). Each volume is
 held under a lock while mounted: two enclaves of the same image at once (two pods) get a volume each.
 """
 
@@ -21,6 +25,7 @@ from pathlib import Path
 
 from sealpod.config import state_dir
 from sealpod.enclave import linux
+from sealpod.enclave.loopdev import LoopDevice
 from sealpod.enclave.sealing import seal, unseal
 from sealpod.errors import SealpodError
 from sealpod.processes import stop_process
@@ -28,6 +33,8 @@ from sealpod.processes import stop_process
 PURPOSE = "gocryptfs-key"
 PR_SET_PDEATHSIG = 1
 MAX_VOLUMES_PER_IMAGE = 64
+IMAGE_NAME = "rootfs.ext4"
+IMAGE_SIZE = 64 * 1024**3  # sparse: the ceiling of one rootfs, not what it takes
 
 
 def private_mount_namespace() -> None:
@@ -79,8 +86,11 @@ class GocryptfsRootfs:
         self.cipher = self.directory / "cipher"
         self.sealed_key = self.directory / "key.sealed"
         self.mountpoint = self.directory / "mnt"
-        self.rootfs = self.mountpoint / "rootfs"
+        self.fsroot = self.directory / "root"
+        self.rootfs = self.fsroot / "rootfs"
         self.mountpoint.mkdir(exist_ok=True)
+        self.fsroot.mkdir(exist_ok=True)
+        self.loop: LoopDevice | None = None
         if self.sealed_key.exists() and (self.cipher / "gocryptfs.conf").exists():
             password = unseal(sealing_root, PURPOSE, image, self.sealed_key.read_bytes())
         else:
@@ -93,9 +103,56 @@ class GocryptfsRootfs:
             tmp.write_bytes(seal(sealing_root, PURPOSE, image, password))
             tmp.rename(self.sealed_key)
         self.process = self._gocryptfs(
-            binary, ["-fg", "-q", "-allow_other", str(self.cipher), str(self.mountpoint)], password, wait=False
+            binary,
+            ["-fg", "-q", "-nosyslog", "-allow_other", str(self.cipher), str(self.mountpoint)],
+            password,
+            wait=False,
         )
         self._wait_mounted()
+        try:
+            self._mount_image()
+        except BaseException:
+            self._unmount_gocryptfs()
+            raise
+
+    def _make_image(self, image: Path) -> None:
+        mkfs = shutil.which("mkfs.ext4") or "/usr/sbin/mkfs.ext4"
+        tmp = image.with_suffix(".tmp")
+        with open(tmp, "wb") as handle:
+            handle.truncate(IMAGE_SIZE)
+        proc = subprocess.run(
+            [mkfs, "-q", "-F", "-m", "0", "-E", "lazy_itable_init=1,lazy_journal_init=1", str(tmp)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            tmp.unlink(missing_ok=True)
+            raise SealpodError(f"mkfs.ext4 failed for the rootfs image: {proc.stderr.strip()}")
+        tmp.rename(image)
+
+    def _mount_image(self) -> None:
+        """Attach ``rootfs.ext4`` (made on first use) to a loop device and mount it at ``root/``; an image that does
+        not mount (a crash mid-write the journal could not repair) is made again, and the next pull fills it."""
+        image = self.mountpoint / IMAGE_NAME
+        for attempt in (1, 2):
+            if not image.exists():
+                self._make_image(image)
+            try:
+                self.loop = LoopDevice(str(image))
+            except OSError as err:
+                raise SealpodError(
+                    f"no loop device for the rootfs image: {err}", hint="use --rootfs memory on this host"
+                ) from None
+            try:
+                linux.mount(self.loop.path, str(self.fsroot), "ext4", linux.MS_NODEV | linux.MS_NOSUID)
+                return
+            except OSError:
+                self.loop.detach()
+                self.loop = None
+                if attempt == 2:
+                    raise
+                image.unlink()
 
     @staticmethod
     def _gocryptfs(binary: str, args: list[str], password: bytes, *, wait: bool) -> subprocess.Popen[bytes]:
@@ -128,28 +185,35 @@ class GocryptfsRootfs:
 
     def pulled_digest(self) -> str | None:
         """The manifest digest of the image ``rootfs/`` holds, if a pull completed."""
-        marker = self.mountpoint / "image-digest"
+        marker = self.fsroot / "image-digest"
         if marker.exists() and self.rootfs.is_dir():
             return marker.read_text().strip()
         return None
 
     def discard(self) -> None:
         """Drop a rootfs that holds another image (or an interrupted pull)."""
-        (self.mountpoint / "image-digest").unlink(missing_ok=True)
+        (self.fsroot / "image-digest").unlink(missing_ok=True)
         shutil.rmtree(self.rootfs, ignore_errors=True)
 
     def mark_pulled(self, digest: str) -> None:
         """Record that ``rootfs/`` holds the verified image ``digest``."""
-        marker = self.mountpoint / "image-digest"
+        marker = self.fsroot / "image-digest"
         tmp = marker.with_suffix(".tmp")
         tmp.write_text(digest)
         tmp.rename(marker)
 
-    def close(self, *, remove: bool = False) -> None:
-        """Unmount; the cipher directory stays for the next start unless ``remove`` (a first pull that failed)."""
+    def _unmount_gocryptfs(self) -> None:
         with contextlib.suppress(OSError):
             linux.umount(str(self.mountpoint), 0)
         stop_process(self.process)
+
+    def close(self, *, remove: bool = False) -> None:
+        """Unmount; the cipher directory stays for the next start unless ``remove`` (a first pull that failed)."""
+        with contextlib.suppress(OSError):
+            linux.umount(str(self.fsroot), 0)
+        if self.loop:
+            self.loop.detach()
+        self._unmount_gocryptfs()
         if remove:
             shutil.rmtree(self.directory, ignore_errors=True)
         os.close(self._lock)
