@@ -91,6 +91,8 @@ def serve_workers(host: str, port: int, workers: int, certfile: str | None, keyf
 
     import uvicorn
 
+    from sealpod.kbs.http_protocol import CoalescingHttpToolsProtocol
+
     # proto must be IPPROTO_TCP: asyncio sets TCP_NODELAY only on such sockets, and without it the response's
     # headers and body meet the client's delayed ACK (40 ms per request on a kept-alive connection)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -103,6 +105,7 @@ def serve_workers(host: str, port: int, workers: int, certfile: str | None, keyf
         config = uvicorn.Config(
             "sealpod.kbs.server:app_from_env",
             factory=True,
+            http=CoalescingHttpToolsProtocol,
             log_level="warning",
             ssl_certfile=certfile,
             ssl_keyfile=keyfile,
