@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from sealpod.attestation import default_policies, ear, rego
 from sealpod.attestation.sgx.collateral import Collateral
-from sealpod.attestation.sgx.quote import parse_quote
+from sealpod.attestation.sgx.quote import Quote, parse_quote
 from sealpod.attestation.sgx.verify import DcapVerifier, TrustedRoot, intel_root
 from sealpod.errors import AttestationError
 
@@ -72,13 +73,7 @@ class AttestationService:
         except (binascii.Error, ValueError):
             raise AttestationError("the SGX quote is not base64") from None
         quote = parse_quote(raw)
-        from cryptography import x509
-
-        from sealpod.attestation.sgx.pck import parse_pck_extension
-        from sealpod.attestation.sgx.pcs import pck_ca_type
-
-        leaf = x509.load_pem_x509_certificates(quote.certification_data.rstrip(b"\0"))[0]
-        collateral = self.collateral(parse_pck_extension(leaf).fmspc, pck_ca_type(quote))
+        collateral = self.collateral(*_collateral_selector(quote))
         verdict = self.verifier.verify(raw, collateral, now=now, allow_debug=self.settings.allow_debug)
         if verdict.quote.report.report_data != expected.ljust(64, b"\0")[:64]:
             raise AttestationError(
@@ -160,3 +155,20 @@ class AttestationService:
             lifetime=self.settings.token_lifetime,
         )
         return Appraisal(token, annotated, vector)
+
+
+def _collateral_selector(quote: Quote) -> tuple[bytes, str]:
+    """The FMSPC and the PCK CA type that pick a quote's collateral, parsed once per platform (a platform's quotes
+    carry the same PCK certificate chain)."""
+    return _selector_for_chain(quote.certification_data)
+
+
+@functools.lru_cache(maxsize=256)
+def _selector_for_chain(certification_data: bytes) -> tuple[bytes, str]:
+    from cryptography import x509
+
+    from sealpod.attestation.sgx.pck import parse_pck_extension
+    from sealpod.attestation.sgx.pcs import issuing_ca_type
+
+    leaf = x509.load_pem_x509_certificates(certification_data.rstrip(b"\0"))[0]
+    return parse_pck_extension(leaf).fmspc, issuing_ca_type(leaf)

@@ -26,8 +26,12 @@ _CHAIN_HEADERS = {
 def pck_ca_type(quote: Quote) -> str:
     """``processor`` or ``platform``: which PCK CA issued the quote's PCK certificate."""
     certs = x509.load_pem_x509_certificates(quote.certification_data.rstrip(b"\0"))
-    issuer = certs[0].issuer.rfc4514_string() if certs else ""
-    return "platform" if "Platform" in issuer else "processor"
+    return issuing_ca_type(certs[0]) if certs else "processor"
+
+
+def issuing_ca_type(pck: x509.Certificate) -> str:
+    """``processor`` or ``platform``: which PCK CA issued ``pck``."""
+    return "platform" if "Platform" in pck.issuer.rfc4514_string() else "processor"
 
 
 def _expiry(kind: str, body: bytes) -> int:
