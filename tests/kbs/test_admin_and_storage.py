@@ -22,6 +22,7 @@ from sealpod.kbs.admin import mint_token
 from sealpod.kbs.admin_client import AdminClient
 from sealpod.kbs.client import KbsClient, KbsClientError
 from sealpod.kbs.sealed import SealedSecretError, unseal
+from sealpod.kbs.storage import Session, Storage
 from sealpod.oci.localregistry import free_port
 from sealpod.tee.sim import SimPlatform
 from tests.kbs.conftest import MRE, MRS, SEALPOD, KbsProcess, error_of, register_enclave
@@ -218,3 +219,24 @@ def test_two_kbs_processes_share_one_postgresql(
     assert resource_jwe.decrypt(resource.json(), key) == b"from either"
     _durable(first, lambda: kbs_factory(storage=postgres, name="third"))
     time.sleep(0)
+
+
+def test_expired_sessions_are_purged_off_the_request_path_and_a_session_is_attested_once(tmp_path: Path) -> None:
+    storage = Storage(f"sqlite://{tmp_path / 'kbs.sqlite'}")
+    try:
+        now = int(time.time())
+        storage.create_session(Session("old", "n1", "sgx", now - 10, None, None))
+        storage.create_session(Session("live", "n2", "sgx", now + 300, None, None))
+        assert storage.attest_session("live", "token-1", "digest-1")
+        assert not storage.attest_session("live", "token-2", "digest-2")  # a second attestation does not win
+        assert not storage.attest_session("missing", "token", "digest")
+        storage.start_maintenance(interval=0.02, purge_every=0)
+        deadline = time.monotonic() + 10
+        while storage.get_session("old") is not None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert storage.get_session("old") is None
+        live = storage.get_session("live")
+        assert live is not None
+        assert (live.token, live.evidence_digest) == ("token-1", "digest-1")
+    finally:
+        storage.close()

@@ -99,6 +99,7 @@ class Kbs:
     def __init__(self, config: KbsConfig) -> None:
         self.config = config
         self.storage = Storage(config.storage_url())
+        self.storage.start_maintenance()
         self.signing_key = _load_or_create_key(config.signing_key_path())
         sim_roots = []
         if config.attestation.allow_sim:

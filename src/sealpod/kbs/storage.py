@@ -4,6 +4,7 @@ or PostgreSQL (``postgresql://...``), so that several KBS processes can share on
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -12,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from sealpod.errors import SealpodError
+
+log = logging.getLogger(__name__)
+_PURGE = "DELETE FROM sessions WHERE expires < ?"
 
 _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS resources (path TEXT PRIMARY KEY, data {blob} NOT NULL, updated BIGINT NOT NULL)",
@@ -41,28 +45,64 @@ class Storage:
     def __init__(self, url: str) -> None:
         self.url = url
         self._lock = threading.Lock()
-        if url.startswith(("postgresql://", "postgres://")):
+        self._stop = threading.Event()
+        self._maintenance: threading.Thread | None = None
+        self._conn = self._connect()
+        self._param = "?" if self._sqlite else "%s"
+        for statement in _SCHEMA:
+            self._execute(statement.format(blob="BLOB" if self._sqlite else "BYTEA"))
+
+    @property
+    def _sqlite(self) -> bool:
+        return not self.url.startswith(("postgresql://", "postgres://"))
+
+    def _connect(self) -> Any:
+        if not self._sqlite:
             import psycopg
 
-            self._conn: Any = psycopg.connect(url, autocommit=True)
-            self._param = "%s"
-            blob = "BYTEA"
-        else:
-            path = url.removeprefix("sqlite://")
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            # NORMAL: a committed transaction is in the WAL before commit returns, so a killed process loses
-            # nothing; admin writes (resources, policies, references) switch to FULL to survive power loss too.
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._param = "?"
-            blob = "BLOB"
-        for statement in _SCHEMA:
-            self._execute(statement.format(blob=blob))
+            return psycopg.connect(self.url, autocommit=True)
+        path = self.url.removeprefix("sqlite://")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        # NORMAL: a committed transaction is in the WAL before commit returns, so a killed process loses
+        # nothing; admin writes (resources, policies, references) switch to FULL to survive power loss too.
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    def start_maintenance(self, interval: float = 1.0, purge_every: float = 30.0) -> None:
+        """Housekeeping off the request path, in a thread with its own connection: expired sessions are deleted,
+        and (SQLite) the WAL is checkpointed there instead of inside whichever request crossed the threshold (a
+        checkpoint copies pages and fsyncs the database: a stall of the event loop otherwise)."""
+        if self._maintenance is not None:
+            return
+        if self._sqlite:
+            with self._lock:
+                self._conn.execute("PRAGMA wal_autocheckpoint=0")
+        self._maintenance = threading.Thread(
+            target=self._maintain, args=(interval, purge_every), name="kbs-storage", daemon=True
+        )
+        self._maintenance.start()
+
+    def _maintain(self, interval: float, purge_every: float) -> None:
+        conn = self._connect()
+        last_purge = 0.0
+        try:
+            while not self._stop.wait(interval):
+                try:
+                    if time.monotonic() - last_purge >= purge_every:
+                        conn.execute(_PURGE.replace("?", self._param), (int(time.time()),))
+                        last_purge = time.monotonic()
+                    if self._sqlite:
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except Exception as err:  # a busy or unreachable store: try again at the next round
+                    log.debug("storage housekeeping failed: %s", err)
+        finally:
+            conn.close()
 
     def _execute(self, sql: str, params: tuple[Any, ...] = (), *, durable: bool = False) -> list[tuple[Any, ...]]:
         sql = sql.replace("?", self._param)
-        sqlite = self._param == "?"
+        sqlite = self._sqlite
         with self._lock:
             try:
                 if durable and sqlite:
@@ -76,7 +116,10 @@ class Storage:
                 raise SealpodError(f"KBS storage error: {err}", hint=f"check the store at {self.url}") from err
 
     def close(self) -> None:
-        """Close the connection."""
+        """Stop the housekeeping and close the connection."""
+        self._stop.set()
+        if self._maintenance is not None:
+            self._maintenance.join(timeout=10)
         self._conn.close()
 
     # -- resources ---------------------------------------------------------------------------------------------
@@ -145,12 +188,11 @@ class Storage:
 
     def attest_session(self, session_id: str, token: str, evidence_digest: str) -> bool:
         """Record a session's token unless another attestation won the race (True if this one was recorded)."""
-        self._execute(
-            "UPDATE sessions SET token = ?, evidence_digest = ? WHERE id = ? AND token IS NULL",
+        rows = self._execute(
+            "UPDATE sessions SET token = ?, evidence_digest = ? WHERE id = ? AND token IS NULL RETURNING id",
             (token, evidence_digest, session_id),
         )
-        session = self.get_session(session_id)
-        return session is not None and session.evidence_digest == evidence_digest
+        return len(rows) == 1
 
     def purge_sessions(self, now: int) -> None:
-        self._execute("DELETE FROM sessions WHERE expires < ?", (now,))
+        self._execute(_PURGE, (now,))
