@@ -26,7 +26,7 @@ from tests.cri.containerd import Containerd, CriClient, RuntimeHandler, push_san
 from tests.cri.proto import cri_subset_pb2 as pb
 from tests.e2e.test_run import CANARY_FILE, RUN_POLICY, _deploy
 from tests.helpers import file_contains
-from tests.kbs.conftest import KbsProcess
+from tests.kbs.conftest import KbsProcess, register_enclave
 
 BIN = Path(sys.executable).parent
 SEALPOD = str(BIN / "sealpod")
@@ -142,6 +142,19 @@ def test_encrypted_pods_run_in_their_enclaves_through_cri(
         assert slow_status.exit_code == 0
         cri.wait_for_log_line(slow_log, "slow-done")
 
+        # the tenant re-registers another enclave build: this node's enclave now gets nothing from the KBS, and a
+        # new container of the same pod spec stops before anything runs, the reason in its log. (A second tag of the
+        # same image would not do for a refusal here: CRI resolves images by config digest and names the container's
+        # image by the first reference it holds, so the enclave verifies that name.)
+        register_enclave(server.url, bytes(32))
+        refused = cri.create_container(pod_a, "unregistered", image)
+        cri.start_container(refused)
+        refused_status = cri.wait_for_exit(refused, timeout=60)
+        refused_log = "\n".join(line.text for line in CriClient.read_log(Path(refused_status.log_path)))
+        assert refused_status.exit_code == 125, refused_log
+        assert "PolicyDeny" in refused_log
+        assert "user=" not in refused_log  # the workload never started
+
         # containerd holds the manifest and the (plaintext by format) config, no layer; the snapshots hold no file
         for root in (containerd_root, snapshots):
             assert _files_holding(root, CANARY_FILE) == []
@@ -156,7 +169,7 @@ def test_encrypted_pods_run_in_their_enclaves_through_cri(
         assert manifest["config"]["digest"].removeprefix("sha256:") in blobs
         assert not layers & blobs  # containerd holds the manifest and config, never an encrypted layer
 
-        for container in (app, slow):
+        for container in (app, slow, refused):
             cri.stop_container(container)
             cri.remove_container(container)
         for pod in (pod_a, pod_b):
