@@ -3,49 +3,56 @@ key sealed so that the next enclave of the image reopens a free volume, and noth
 
 from __future__ import annotations
 
-import multiprocessing
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from sealpod.enclave.rootfs import GocryptfsRootfs, private_mount_namespace
 from tests.helpers import file_contains
 
-SEALING_ROOT = bytes(range(32))
+# run in a fresh interpreter: a fork of the test process (which may hold gRPC and other threads) can deadlock
+_VOLUMES = """
+import json, sys
+from pathlib import Path
+from sealpod.enclave.rootfs import GocryptfsRootfs, private_mount_namespace
 
-
-def _in_private_namespace(base: str, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
-    private_mount_namespace()
-    first = GocryptfsRootfs("r/app:v1", SEALING_ROOT, base=Path(base))
-    second = GocryptfsRootfs("r/app:v1", SEALING_ROOT, base=Path(base))
-    try:
-        first.rootfs.mkdir()
-        (first.rootfs / "secret.txt").write_text("volume-canary-2b91")
-        second.rootfs.mkdir()
-        queue.put((str(first.directory), str(second.directory), (second.rootfs / "secret.txt").exists()))
-    finally:
-        first.close()
-        second.close()
-    again = GocryptfsRootfs("r/app:v1", SEALING_ROOT, base=Path(base))  # both free: the first volume, reopened
-    try:
-        queue.put((str(again.directory), (again.rootfs / "secret.txt").read_text()))
-    finally:
-        again.close()
+base = Path(sys.argv[1])
+root = bytes(range(32))
+private_mount_namespace()
+first = GocryptfsRootfs("r/app:v1", root, base=base)
+second = GocryptfsRootfs("r/app:v1", root, base=base)
+try:
+    first.rootfs.mkdir()
+    (first.rootfs / "secret.txt").write_text("volume-canary-2b91")
+    second.rootfs.mkdir()
+    report = {"first": str(first.directory), "second": str(second.directory)}
+    report["shared"] = (second.rootfs / "secret.txt").exists()
+finally:
+    first.close()
+    second.close()
+again = GocryptfsRootfs("r/app:v1", root, base=base)  # both free: the first volume, reopened
+try:
+    report["reopened"] = str(again.directory)
+    report["content"] = (again.rootfs / "secret.txt").read_text()
+finally:
+    again.close()
+print(json.dumps(report))
+"""
 
 
 @pytest.mark.skipif(not Path("/usr/bin/gocryptfs").exists(), reason="gocryptfs is not installed")
 def test_two_enclaves_of_one_image_get_separate_volumes_and_a_free_one_is_reopened(tmp_path: Path) -> None:
-    queue: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
-    child = multiprocessing.get_context("fork").Process(target=_in_private_namespace, args=(str(tmp_path), queue))
-    child.start()
-    child.join(60)
-    assert child.exitcode == 0
-    first, second, shared = queue.get(timeout=5)
-    assert first != second
-    assert not shared
-    reopened, content = queue.get(timeout=5)
-    assert reopened == first
-    assert content == "volume-canary-2b91"
+    proc = subprocess.run(
+        [sys.executable, "-c", _VOLUMES, str(tmp_path)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["first"] != report["second"]
+    assert not report["shared"]
+    assert report["reopened"] == report["first"]
+    assert report["content"] == "volume-canary-2b91"
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert not file_contains(path, b"volume-canary-2b91")

@@ -67,11 +67,17 @@ class LoopDevice:
         finally:
             os.close(backing)
 
-    def detach(self) -> None:
-        """Release the device (after its filesystem is unmounted); its last writes reach the backing file."""
+    def detach(self, timeout: float = 10.0) -> None:
+        """Release the device (after its filesystem is unmounted): flush its writes through to the backing file,
+        clear it, and wait until the kernel has let go of the file (the release is asynchronous)."""
         try:
+            os.fsync(self.fd)  # a flush of the device makes the loop driver fsync the backing file
             fcntl.ioctl(self.fd, LOOP_CLR_FD)
         except OSError:
             pass  # autoclear already releases it when the last user goes
         finally:
             os.close(self.fd)
+        backing = f"/sys/block/{os.path.basename(self.path)}/loop/backing_file"
+        deadline = time.monotonic() + timeout
+        while os.path.exists(backing) and time.monotonic() < deadline:
+            time.sleep(0.005)

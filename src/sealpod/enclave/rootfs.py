@@ -14,6 +14,7 @@ held under a lock while mounted: two enclaves of the same image at once (two pod
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import os
@@ -202,9 +203,16 @@ class GocryptfsRootfs:
         tmp.write_text(digest)
         tmp.rename(marker)
 
-    def _unmount_gocryptfs(self) -> None:
-        with contextlib.suppress(OSError):
-            linux.umount(str(self.mountpoint), 0)
+    def _unmount_gocryptfs(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                linux.umount(str(self.mountpoint), 0)
+                break
+            except OSError as err:  # EBUSY while a released loop device still closes the image file
+                if err.errno != errno.EBUSY or time.monotonic() > deadline:
+                    break
+                time.sleep(0.01)
         stop_process(self.process)
 
     def close(self, *, remove: bool = False) -> None:
