@@ -14,7 +14,6 @@ garbage-collected, the enclave's rootfs volume removed):
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
@@ -27,15 +26,13 @@ import time
 from pathlib import Path
 
 from common import SEALPOD, image_bench_args, need_tools
-from run import KEK_ID, build
+from run import KEK_ID, build, register_tenant
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.cri.containerd import Containerd, CriClient, RuntimeHandler, push_sandbox_image
 from tests.cri.proto import cri_subset_pb2 as pb
 
-from sealpod.enclave.measure import measure
-from sealpod.kbs.admin_client import AdminClient
 from sealpod.kbs.embedded import EmbeddedKbs
 from sealpod.oci.localregistry import LocalRegistry
 from sealpod.runtime.containerd_config import sealpod_settings
@@ -117,16 +114,7 @@ def main() -> None:
             )
             kbs = EmbeddedKbs(work / "kbs", state / "sim-sgx").start()
             os.environ["SEALPOD_STATE_DIR"] = str(state)
-            policy = {
-                "default": [{"type": "reject"}],
-                "transports": {"docker": {registry.host: [{"type": "sigstoreSigned", "keyPath": "kbs:///k/cosign/1"}]}},
-            }
-            keks = json.loads((work / "keks.json").read_text())
-            with AdminClient(kbs.url) as admin:
-                admin.put_resource("default/image-kek/bench", base64.b64decode(keks["default/image-kek/bench"]))
-                admin.put_resource("k/cosign/1", (work / "cosign.pub").read_bytes())
-                admin.put_resource("default/security-policy/test", json.dumps(policy).encode())
-                admin.set_reference(measure().reference_values())
+            register_tenant(kbs.url, registry.host, work)
 
             socket = work / "snap.sock"
             settings = sealpod_settings(str(BIN / "sealpod-runtime"), str(socket))

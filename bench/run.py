@@ -56,6 +56,21 @@ def first_line(cmd: list[str], env: dict[str, str] | None = None) -> float:
     return elapsed
 
 
+def register_tenant(kbs_url: str, registry_host: str, work: Path) -> None:
+    """Give the KBS what the tenant gives it: the KEK, the cosign key, the signature policy for the registry, and this
+    machine's enclave's reference values (measured with $SEALPOD_STATE_DIR's signing key)."""
+    policy = {
+        "default": [{"type": "reject"}],
+        "transports": {"docker": {registry_host: [{"type": "sigstoreSigned", "keyPath": "kbs:///k/cosign/1"}]}},
+    }
+    keks = json.loads((work / "keks.json").read_text())
+    with AdminClient(kbs_url) as admin:
+        admin.put_resource("default/image-kek/bench", base64.b64decode(keks["default/image-kek/bench"]))
+        admin.put_resource("k/cosign/1", (work / "cosign.pub").read_bytes())
+        admin.put_resource("default/security-policy/test", json.dumps(policy).encode())
+        admin.set_reference(measure().reference_values())
+
+
 def build(work: Path, mb: int, files: int) -> None:
     chosen = pick_files(mb * 1024 * 1024, files)
     third = len(chosen) // 3
@@ -104,17 +119,7 @@ def main() -> None:
             sealpod("image", "sign", image, "--key", str(work / "cosign.key"), "--tls-verify=false")
             kbs = EmbeddedKbs(work / "kbs", state / "sim-sgx").start()
             os.environ["SEALPOD_STATE_DIR"] = str(state)
-            me = measure()
-            policy = {
-                "default": [{"type": "reject"}],
-                "transports": {"docker": {registry.host: [{"type": "sigstoreSigned", "keyPath": "kbs:///k/cosign/1"}]}},
-            }
-            keks = json.loads((work / "keks.json").read_text())
-            with AdminClient(kbs.url) as admin:
-                admin.put_resource("default/image-kek/bench", base64.b64decode(keks["default/image-kek/bench"]))
-                admin.put_resource("k/cosign/1", (work / "cosign.pub").read_bytes())
-                admin.put_resource("default/security-policy/test", json.dumps(policy).encode())
-                admin.set_reference(me.reference_values())
+            register_tenant(kbs.url, registry.host, work)
             run_cmd = [SEALPOD, "run", image, "--kbs", kbs.url, "--sim", "--tls-verify=false"]
             times: dict[str, list[float]] = {k: [] for k in ("cold", "cold_mem", "warm", "peer_cold", "peer_warm")}
             for r in range(args.rounds):
