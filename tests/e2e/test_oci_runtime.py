@@ -196,3 +196,53 @@ def test_exec_into_an_enclave_container_is_refused_and_a_dead_enclave_cannot_sta
         last = json.loads((tmp_path / "log.json").read_text().splitlines()[-1])
         assert last["level"] == "error"
         assert message in last["msg"]
+
+
+def _record(root: Path, container_id: str, pid: int, *, started: bool) -> None:
+    stat = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    directory = root / container_id
+    directory.mkdir(parents=True)
+    record = {"id": container_id, "bundle": str(root), "created": "now", "pid": pid, "pid_start": stat[19]}
+    (directory / "sealpod.json").write_text(json.dumps(record))
+    if started:
+        (directory / "started").touch()
+
+
+def _runtime(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([RUNTIME, "--root", str(root), *args], capture_output=True, text=True, check=False)
+
+
+def test_delete_destroys_a_created_container_and_needs_force_for_a_running_one(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    created = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    running = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        _record(root, "created1", created.pid, started=False)
+        _record(root, "running1", running.pid, started=True)
+        assert json.loads(_runtime(root, "state", "created1").stdout)["status"] == "created"
+        assert json.loads(_runtime(root, "state", "running1").stdout)["status"] == "running"
+
+        assert _runtime(root, "delete", "created1").returncode == 0  # as runc: a created container is destroyed
+        assert created.wait(10) == -9
+        assert not (root / "created1").exists()
+
+        refused = _runtime(root, "delete", "running1")
+        assert refused.returncode == 1
+        assert "not stopped: running" in refused.stderr
+        assert running.poll() is None
+        assert _runtime(root, "delete", "--force", "running1").returncode == 0
+        assert running.wait(10) == -9
+        assert not (root / "running1").exists()
+    finally:
+        for process in (created, running):
+            process.kill()
+            process.wait()
+
+
+def test_a_malformed_record_is_refused_by_name(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "bad1").mkdir(parents=True)
+    (root / "bad1" / "sealpod.json").write_text(json.dumps({"id": "bad1", "surprise": 1}))
+    proc = _runtime(root, "state", "bad1")
+    assert proc.returncode == 1
+    assert "malformed record" in proc.stderr

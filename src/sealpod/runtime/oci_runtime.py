@@ -231,11 +231,12 @@ def kill(invocation: Invocation, record: EnclaveContainer) -> None:
 
 
 def delete(invocation: Invocation, record: EnclaveContainer) -> None:
-    """Forget a stopped container; with ``--force`` kill a running one first."""
-    if record.alive():
-        if invocation.flags.get("--force") != "true":
-            status = record.status(invocation.root)
-            raise SealpodError(f"cannot delete container {record.id} that is not stopped: {status}")
+    """Forget a container: a stopped one, or a created one that never started (its enclave is killed, as runc
+    destroys a created container); a running one only with ``--force``."""
+    status = record.status(invocation.root)
+    if status == "running" and invocation.flags.get("--force") != "true":
+        raise SealpodError(f"cannot delete container {record.id} that is not stopped: {status}")
+    if status != "stopped":
         with contextlib.suppress(ProcessLookupError):
             os.killpg(record.pid, signal.SIGKILL)
         deadline = time.monotonic() + 10

@@ -18,12 +18,13 @@ STARTED = "started"
 
 
 def _start_time(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (tells a live process from a later one that reused its number)."""
+    """The kernel's start time of a live ``pid`` (tells it from a later process that reused its number); ``None``
+    when there is no such process or it has exited (a zombie its parent has not reaped yet)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     except OSError:
         return None
-    return stat.rpartition(")")[2].split()[19]
+    return None if fields[0] in ("Z", "X") else fields[19]
 
 
 @dataclass
@@ -54,7 +55,10 @@ class EnclaveContainer:
             return None
         except (OSError, ValueError) as err:
             raise SealpodError(f"unreadable record {path}: {err}") from None
-        return cls(**values)
+        try:
+            return cls(**values)
+        except TypeError as err:
+            raise SealpodError(f"malformed record {path}: {err}") from None
 
     def directory(self, root: Path) -> Path:
         """This container's directory."""
