@@ -22,7 +22,7 @@ import pytest
 
 from sealpod.oci.localregistry import LocalRegistry
 from sealpod.runtime.containerd_config import sealpod_settings
-from tests.cri.containerd import Containerd, CriClient, RuntimeHandler, push_sandbox_image
+from tests.cri.containerd import Containerd, CriClient, RuntimeHandler, push_busybox_image, push_sandbox_image
 from tests.cri.proto import cri_subset_pb2 as pb
 from tests.e2e.test_run import CANARY_FILE, RUN_POLICY, _deploy
 from tests.helpers import file_contains
@@ -142,6 +142,18 @@ def test_encrypted_pods_run_in_their_enclaves_through_cri(
         assert slow_status.exit_code == 0
         cri.wait_for_log_line(slow_log, "slow-done")
 
+        # an ordinary image in a sealpod pod: unpacked by the snapshotter like overlayfs, run by runc unchanged
+        plain = push_busybox_image(registry.host, "sealpod-cri/plain", tmp_path / "images")
+        cri.pull_image(plain, pod_id=pod_b)
+        ordinary = cri.create_container(
+            pod_b, "ordinary", plain, command=["/bin/sh", "-c", "echo plain-in-sealpod-pod"]
+        )
+        cri.start_container(ordinary)
+        ordinary_status = cri.wait_for_exit(ordinary, timeout=60)
+        assert ordinary_status.exit_code == 0
+        ordinary_log = [line.text for line in CriClient.read_log(Path(ordinary_status.log_path))]
+        assert ordinary_log == ["plain-in-sealpod-pod"]  # no enclave notes: runc ran it
+
         # the tenant re-registers another enclave build: this node's enclave now gets nothing from the KBS, and a
         # new container of the same pod spec stops before anything runs, the reason in its log. (A second tag of the
         # same image would not do for a refusal here: CRI resolves images by config digest and names the container's
@@ -169,7 +181,7 @@ def test_encrypted_pods_run_in_their_enclaves_through_cri(
         assert manifest["config"]["digest"].removeprefix("sha256:") in blobs
         assert not layers & blobs  # containerd holds the manifest and config, never an encrypted layer
 
-        for container in (app, slow, refused):
+        for container in (app, slow, ordinary, refused):
             cri.stop_container(container)
             cri.remove_container(container)
         for pod in (pod_a, pod_b):
