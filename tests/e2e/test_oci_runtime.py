@@ -5,8 +5,10 @@ attests, pulls and runs the tenant's image with its own command; an ordinary bun
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -246,3 +248,34 @@ def test_a_malformed_record_is_refused_by_name(tmp_path: Path) -> None:
     proc = _runtime(root, "state", "bad1")
     assert proc.returncode == 1
     assert "malformed record" in proc.stderr
+
+
+def test_a_failed_create_leaves_no_record_and_no_enclave(
+    node: dict[str, str], runtime_node: Callable[[str], dict[str, str]], tmp_path: Path
+) -> None:
+    # a "KBS" that accepts connections and never answers: the enclave would wait on it, alive, if create let it be
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    env = runtime_node(f"http://127.0.0.1:{silent.getsockname()[1]}")
+    bundle = _bundle(tmp_path, "b9", image="127.0.0.1:9/tenant/app:v1", args=["/bin/sh"], env=[])
+    spec = json.loads((bundle / "config.json").read_text())
+    spec["hostname"] = "failed-create-4f1e"
+    (bundle / "config.json").write_text(json.dumps(spec))
+    root = tmp_path / "runtime-root"
+    output = tmp_path / "create.out"
+    with output.open("w") as out:  # a file, not a pipe: a surviving enclave must not hold the test's read open
+        code = subprocess.run(
+            [RUNTIME, "--root", str(root), "create", "--bundle", str(bundle), "--pid-file", "/nonexistent/pid", "c9"],
+            stdout=out,
+            stderr=out,
+            env=env,
+            check=False,
+        ).returncode
+    assert code == 1
+    assert "No such file or directory" in output.read_text()
+    assert not (root / "c9").exists()
+    time.sleep(0.5)  # long enough for a surviving enclave to show up
+    survivors = subprocess.run(["pgrep", "-f", "failed-create-4f1e"], capture_output=True, text=True, check=False)
+    silent.close()
+    assert survivors.stdout == ""

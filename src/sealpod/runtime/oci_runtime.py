@@ -141,6 +141,7 @@ def create(invocation: Invocation, config: NodeConfig, bundle: Bundle, image: st
         created=datetime.now(UTC).isoformat(),
         annotations=bundle.annotations,
     )
+    process: subprocess.Popen[bytes] | None = None
     try:
         start_fd = record.open_start_fifo(invocation.root)
         request = BootRequest(
@@ -172,6 +173,10 @@ def create(invocation: Invocation, config: NodeConfig, bundle: Bundle, image: st
         if pid_file:
             _write_pid_file(pid_file, process.pid)
     except BaseException:
+        if process is not None:  # nothing half-made survives a failed create: the enclave goes too
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
         record.remove(invocation.root)
         raise
 
