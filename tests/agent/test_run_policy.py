@@ -39,3 +39,22 @@ def test_allowed_names_and_everything() -> None:
 def test_malformed_policies_are_refused_by_field(raw: bytes, message: str) -> None:
     with pytest.raises(RunPolicyError, match=message):
         RunPolicy.parse(raw, WHERE)
+
+
+def test_a_pods_argv_is_a_change_only_when_it_differs_from_the_images() -> None:
+    image_argv = ["/bin/sh", "-c", "serve"]
+    assert RunPolicy().pod_argv(image_argv, image_argv, "kbs:///p") is None
+    assert RunPolicy().pod_argv([], image_argv, "kbs:///p") is None
+    with pytest.raises(RunPolicyError, match="replaces the image's command"):
+        RunPolicy().pod_argv(["/bin/sh", "-c", "cat /app/secret"], image_argv, "kbs:///p")
+    assert RunPolicy(allow_command=True).pod_argv(["/bin/true"], image_argv, "kbs:///p") == ["/bin/true"]
+
+
+def test_a_pods_variables_pass_only_as_the_policy_allows_and_the_rest_are_dropped() -> None:
+    image_env = ["PATH=/bin", "MODE=prod"]
+    pod_env = ["PATH=/bin", "MODE=prod", "KUBERNETES_SERVICE_HOST=10.0.0.1", "PORT=8080", "LD_PRELOAD=/evil.so"]
+    assert RunPolicy().pod_env(pod_env, image_env) == ([], ["KUBERNETES_SERVICE_HOST", "PORT", "LD_PRELOAD"])
+    listed = RunPolicy(allow_env=frozenset({"PORT"}))
+    assert listed.pod_env(pod_env, image_env) == (["PORT=8080"], ["KUBERNETES_SERVICE_HOST", "LD_PRELOAD"])
+    # a value the image does not have is a change even for a name the image sets
+    assert RunPolicy().pod_env(["MODE=debug"], image_env) == ([], ["MODE"])

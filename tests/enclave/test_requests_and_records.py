@@ -27,6 +27,12 @@ def test_a_boot_request_round_trips_and_refuses_unknown_or_missing_fields() -> N
         BootRequest.from_json('{"image": "r/a:v1", "kbs_url": "u", "memory": "64m"}')
     with pytest.raises(SealpodError, match="allow_sim has the wrong type"):
         BootRequest.from_json('{"image": "r/a:v1", "kbs_url": "u", "allow_sim": 1}')
+    # what sealpod-runtime passes from a pod spec
+    pod = BootRequest(image="r/a:v1", kbs_url="u", argv=["/bin/sh"], host_env=["A=1"], netns="/run/netns/x", start_fd=3)
+    assert BootRequest.from_json(pod.to_json()) == pod
+    for field, value in (("argv", '"/bin/sh -c x"'), ("host_env", '{"A": "1"}'), ("netns", "1"), ("start_fd", '"3"')):
+        with pytest.raises(SealpodError, match=f"{field} has the wrong type"):
+            BootRequest.from_json(f'{{"image": "r/a:v1", "kbs_url": "u", "{field}": {value}}}')
 
 
 def test_container_names_must_be_safe_and_unique(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
