@@ -66,3 +66,46 @@ def test_the_canary_scan_finds_a_needle_in_a_sparse_file_across_chunks(tmp_path:
         handle.write(b"volume-canary-2b91")
     assert file_contains(sparse, b"volume-canary-2b91")
     assert not file_contains(sparse, b"volume-canary-xxxx")
+
+
+_OPEN = """
+import json, sys
+from pathlib import Path
+from sealpod.enclave.rootfs import GocryptfsRootfs, private_mount_namespace
+
+base, phase = Path(sys.argv[1]), sys.argv[2]
+private_mount_namespace()
+volume = GocryptfsRootfs("r/app:v1", bytes(range(32)), base=base)
+try:
+    if phase == "fill":
+        volume.rootfs.mkdir()
+        (volume.rootfs / "app.txt").write_text("hello")
+        volume.mark_pulled("sha256:" + "ab" * 32)
+    print(json.dumps({"digest": volume.pulled_digest(), "app": (volume.rootfs / "app.txt").exists()}))
+finally:
+    volume.close()
+"""
+
+
+def _open_volume(base: Path, phase: str) -> dict[str, object]:
+    proc = subprocess.run(
+        [sys.executable, "-c", _OPEN, str(base), phase], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    return dict(json.loads(proc.stdout))
+
+
+@pytest.mark.skipif(not Path("/usr/bin/gocryptfs").exists(), reason="gocryptfs is not installed")
+def test_a_sealed_rootfs_reopens_and_a_tampered_one_is_made_again_empty(tmp_path: Path) -> None:
+    filled = _open_volume(tmp_path, "fill")
+    assert filled == {"digest": "sha256:" + "ab" * 32, "app": True}
+    assert _open_volume(tmp_path, "open") == filled  # the next enclave of the image reopens it: no pull
+
+    (cipher,) = [p for p in tmp_path.rglob("cipher/*") if p.is_file() and p.stat().st_size > 1 << 20]
+    with cipher.open("r+b") as handle:  # the host flips one byte of the image's first block (the superblock)
+        handle.seek(18 + 1100)
+        byte = handle.read(1)
+        handle.seek(18 + 1100)
+        handle.write(bytes([byte[0] ^ 0x01]))
+    # gocryptfs refuses the block, the ext4 image does not mount: it is made again, empty, and the image is pulled
+    assert _open_volume(tmp_path, "open") == {"digest": None, "app": False}
