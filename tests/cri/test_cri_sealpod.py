@@ -142,6 +142,19 @@ def test_encrypted_pods_run_in_their_enclaves_through_cri(
         assert slow_status.exit_code == 0
         cri.wait_for_log_line(slow_log, "slow-done")
 
+        # kubelet stops a running enclave container: SIGTERM reaches the workload (here a shell trapping it), and
+        # nothing of the enclave (workload, gocryptfs) outlives the container
+        trap = "trap 'echo got-term; exit 3' TERM; echo waiting; while :; do busybox sleep 1; done"
+        long = cri.create_container(pod_b, "long", image, command=["/bin/sh", "-c", trap])
+        cri.start_container(long)
+        long_log = Path(cri.container_status(long).log_path)
+        cri.wait_for_log_line(long_log, "waiting", timeout=60)
+        cri.stop_container(long, timeout=10)
+        assert cri.container_status(long).exit_code == 3
+        cri.wait_for_log_line(long_log, "got-term")
+        leftovers = subprocess.run(["pgrep", "-f", "got-term"], capture_output=True, text=True, check=False)
+        assert leftovers.stdout == ""
+
         # an ordinary image in a sealpod pod: unpacked by the snapshotter like overlayfs, run by runc unchanged
         plain = push_busybox_image(registry.host, "sealpod-cri/plain", tmp_path / "images")
         cri.pull_image(plain, pod_id=pod_b)
@@ -181,7 +194,7 @@ def test_encrypted_pods_run_in_their_enclaves_through_cri(
         assert manifest["config"]["digest"].removeprefix("sha256:") in blobs
         assert not layers & blobs  # containerd holds the manifest and config, never an encrypted layer
 
-        for container in (app, slow, ordinary, refused):
+        for container in (app, slow, long, ordinary, refused):
             cri.stop_container(container)
             cri.remove_container(container)
         for pod in (pod_a, pod_b):
