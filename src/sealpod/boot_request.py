@@ -20,7 +20,8 @@ class BootRequest:
     allows them). ``argv`` and ``host_env`` are what a Kubernetes pod spec produced (a whole argv, every variable the
     kubelet adds): an ``argv`` equal to the image's own is not a change, and variables the run policy does not allow are
     dropped rather than refused. ``netns`` is a network namespace for the workload to join (the pod's); ``start_fd`` an
-    inherited FIFO to wait on before starting the workload (the OCI runtime's create/start split).
+    inherited FIFO to wait on before starting the workload (the OCI runtime's create/start split); ``cgroup_path`` the
+    container's cgroup (the enclave joins it, the workload's limits nest in it).
     """
 
     image: str
@@ -40,6 +41,7 @@ class BootRequest:
     host_env: list[str] = field(default_factory=list)
     netns: str | None = None
     start_fd: int | None = None
+    cgroup_path: str | None = None
 
     def to_json(self) -> str:
         """The request as the host passes it on the enclave's command line."""
@@ -85,4 +87,5 @@ _TYPES: dict[str, Callable[[object], bool]] = {
     "host_env": _strings,
     "netns": _optional(str),
     "start_fd": _optional(int),
+    "cgroup_path": _optional(str),
 }

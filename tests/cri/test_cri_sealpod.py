@@ -84,6 +84,20 @@ def _containerd(tmp_path: Path, registry: LocalRegistry, socket: Path, wrapper: 
     )
 
 
+def _memory_root() -> Path:
+    v1 = Path("/sys/fs/cgroup/memory")
+    return v1 if (v1 / "cgroup.procs").exists() else Path("/sys/fs/cgroup")
+
+
+def _memory_cgroup(pid: int) -> Path:
+    """The memory cgroup directory of ``pid`` (cgroup v1's memory hierarchy, else the unified one)."""
+    lines = [line.split(":", 2) for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines()]
+    path = next((p for _, controllers, p in lines if "memory" in controllers.split(",")), None)
+    if path is None:
+        path = next(p for _, controllers, p in lines if controllers == "")
+    return _memory_root() / path.lstrip("/")
+
+
 def _files_holding(root: Path, needle: bytes) -> list[Path]:
     found = []
     for dirpath, _, filenames in os.walk(root):
@@ -149,6 +163,10 @@ def test_encrypted_pods_run_in_their_enclaves_through_cri(
         cri.start_container(long)
         long_log = Path(cri.container_status(long).log_path)
         cri.wait_for_log_line(long_log, "waiting", timeout=60)
+        # the enclave is inside the container's cgroup, under the pod's (what kubelet accounts and limits)
+        long_cgroup = _memory_cgroup(cri.container_pid(long))
+        assert long_cgroup.parent.parent == _memory_root() / ctd.cgroup_parent.strip("/")  # <pods>/<container>/enclave
+        assert long_cgroup.name == "enclave"
         cri.stop_container(long, timeout=10)
         assert cri.container_status(long).exit_code == 3
         cri.wait_for_log_line(long_log, "got-term")
@@ -197,6 +215,7 @@ def test_encrypted_pods_run_in_their_enclaves_through_cri(
         for container in (app, slow, long, ordinary, refused):
             cri.stop_container(container)
             cri.remove_container(container)
+        assert not long_cgroup.parent.exists()  # sealpod-runtime delete removed the container's cgroups
         for pod in (pod_a, pod_b):
             cri.stop_pod(pod)
             cri.remove_pod(pod)

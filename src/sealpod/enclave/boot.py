@@ -15,8 +15,8 @@ import sys
 from sealpod.agent.pull import DEFAULT_POLICY_URI, AgentSettings, optional_resource, secure_pull
 from sealpod.agent.run_policy import DEFAULT_RUN_POLICY_URI, RunPolicy
 from sealpod.boot_request import BootRequest
+from sealpod.cgroups import Limits, join_container, valid_container_path
 from sealpod.enclave import sandbox
-from sealpod.enclave.cgroups import Limits
 from sealpod.enclave.measure import measure
 from sealpod.enclave.rootfs import GocryptfsRootfs, MemoryRootfs, private_mount_namespace
 from sealpod.enclave.sealing import sealing_key
@@ -67,6 +67,10 @@ def boot(request: BootRequest) -> int:
             "the enclave needs root: it builds the workload's namespaces, mounts and cgroups",
             hint="run sealpod run as root (sudo)",
         )
+    if request.cgroup_path:
+        if not valid_container_path(request.cgroup_path):
+            raise SealpodError(f"the container's cgroup path {request.cgroup_path!r} is not a cgroupfs path")
+        join_container(request.cgroup_path)
     tee = attester(request.allow_sim)
     private_mount_namespace()
     settings = AgentSettings(
@@ -116,6 +120,7 @@ def boot(request: BootRequest) -> int:
             share_net=request.share_net,
             limits=limits,
             netns=request.netns,
+            cgroup_parent=request.cgroup_path,
         )
     finally:
         volume.close()

@@ -11,8 +11,8 @@ import signal
 import subprocess
 from pathlib import Path
 
+from sealpod.cgroups import Cgroups, Limits
 from sealpod.enclave import linux, seccomp_filter
-from sealpod.enclave.cgroups import Cgroups, Limits
 from sealpod.enclave.workload import Workload
 
 # the capabilities runc gives a container by default (OCI runtime-spec / moby default set)
@@ -118,10 +118,14 @@ def run(
     share_net: bool = False,
     limits: Limits | None = None,
     netns: str | None = None,
+    cgroup_parent: str | None = None,
 ) -> int:
     """Run ``workload`` sandboxed in ``rootfs``; stdio pass through, SIGTERM/SIGINT/SIGHUP are forwarded; returns its
     exit status (128 + signal number when a signal ended it, as shells report it)."""
-    cgroups = Cgroups(f"{hostname}-{os.getpid()}", limits) if limits else None
+    if limits and cgroup_parent:  # the container's cgroup (Kubernetes): the workload's leaf in it
+        cgroups: Cgroups | None = Cgroups("workload", limits, parent=cgroup_parent.strip("/"))
+    else:
+        cgroups = Cgroups(f"{hostname}-{os.getpid()}", limits) if limits else None
     linux.unshare(linux.CLONE_NEWPID)  # the next child is pid 1 of a new pid namespace
     try:
         process = subprocess.Popen(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sealpod.cgroups import valid_container_path
 from sealpod.errors import SealpodError
 from sealpod.runtime.snapshotter import read_marker
 
@@ -109,6 +110,11 @@ class Bundle:
             if isinstance(ns, dict) and ns.get("type") == "network" and isinstance(ns.get("path"), str):
                 return str(ns["path"]) or None
         return None
+
+    def cgroups_path(self) -> str | None:
+        """The container's cgroup as a cgroupfs path (systemd-driver ``slice:prefix:name`` paths are not used)."""
+        path = self._section("linux").get("cgroupsPath")
+        return path if isinstance(path, str) and valid_container_path(path) else None
 
     def memory_limit(self) -> int | None:
         """The memory limit in bytes, when the pod sets one."""

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from sealpod.boot_request import BootRequest
+from sealpod.cgroups import remove_container
 from sealpod.errors import SealpodError
 from sealpod.runtime.launch import enclave_command
 from sealpod.runtime.node_config import NodeConfig
@@ -140,6 +141,7 @@ def create(invocation: Invocation, config: NodeConfig, bundle: Bundle, image: st
         bundle=str(bundle.path),
         created=datetime.now(UTC).isoformat(),
         annotations=bundle.annotations,
+        cgroup_path=bundle.cgroups_path(),
     )
     process: subprocess.Popen[bytes] | None = None
     try:
@@ -159,6 +161,7 @@ def create(invocation: Invocation, config: NodeConfig, bundle: Bundle, image: st
             host_env=bundle.env(),
             netns=bundle.network_namespace(),
             start_fd=start_fd,
+            cgroup_path=bundle.cgroups_path(),
         )
         env = dict(os.environ)
         if config.state_dir:
@@ -177,6 +180,8 @@ def create(invocation: Invocation, config: NodeConfig, bundle: Bundle, image: st
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+        if record.cgroup_path:
+            remove_container(record.cgroup_path)
         record.remove(invocation.root)
         raise
 
@@ -247,6 +252,8 @@ def delete(invocation: Invocation, record: EnclaveContainer) -> None:
         deadline = time.monotonic() + 10
         while record.alive() and time.monotonic() < deadline:
             time.sleep(0.01)
+    if record.cgroup_path:
+        remove_container(record.cgroup_path)
     record.remove(invocation.root)
 
 

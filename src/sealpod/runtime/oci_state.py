@@ -37,6 +37,7 @@ class EnclaveContainer:
     pid: int = 0
     pid_start: str | None = None
     annotations: dict[str, str] = field(default_factory=dict)
+    cgroup_path: str | None = None
 
     @staticmethod
     def directory_for(root: Path, container_id: str) -> Path:
