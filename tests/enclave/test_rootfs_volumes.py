@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -77,10 +78,13 @@ base, phase = Path(sys.argv[1]), sys.argv[2]
 private_mount_namespace()
 volume = GocryptfsRootfs("r/app:v1", bytes(range(32)), base=base)
 try:
-    if phase == "fill":
+    if phase in ("fill", "killed"):
         volume.rootfs.mkdir()
         (volume.rootfs / "app.txt").write_text("hello")
         volume.mark_pulled("sha256:" + "ab" * 32)
+    if phase == "killed":  # the enclave dies outright, its volume still mounted
+        import os, signal
+        os.kill(os.getpid(), signal.SIGKILL)
     print(json.dumps({"digest": volume.pulled_digest(), "app": (volume.rootfs / "app.txt").exists()}))
 finally:
     volume.close()
@@ -109,3 +113,20 @@ def test_a_sealed_rootfs_reopens_and_a_tampered_one_is_made_again_empty(tmp_path
         handle.write(bytes([byte[0] ^ 0x01]))
     # gocryptfs refuses the block, the ext4 image does not mount: it is made again, empty, and the image is pulled
     assert _open_volume(tmp_path, "open") == {"digest": None, "app": False}
+
+
+@pytest.mark.skipif(not Path("/usr/bin/gocryptfs").exists(), reason="gocryptfs is not installed")
+def test_an_enclave_killed_outright_leaves_its_volume_unmounted_and_whole(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", _OPEN, str(tmp_path), "killed"], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == -9, proc.stderr
+    # the janitor unmounts the image while gocryptfs still serves it, then gocryptfs: nothing of it stays behind
+    deadline = time.monotonic() + 30
+    while True:
+        left = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True, check=False).stdout
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert left == ""
+    assert _open_volume(tmp_path, "open") == {"digest": "sha256:" + "ab" * 32, "app": True}

@@ -32,7 +32,18 @@ from sealpod.errors import SealpodError
 from sealpod.processes import stop_process
 
 PURPOSE = "gocryptfs-key"
-PR_SET_PDEATHSIG = 1
+# Waits (stdin at EOF: the enclave is gone, however it ended), then unmounts in the one safe order: the ext4 image
+# while gocryptfs still serves its writes, its loop device released, then gocryptfs (which exits). Without it, an
+# enclave killed outright would leave gocryptfs to die first and the image's last writes to hang in the kernel.
+_JANITOR = r"""
+cat >/dev/null
+i=0
+while mountpoint -q "$1" && [ $i -lt 400 ]; do umount "$1" 2>/dev/null || sleep 0.05; i=$((i+1)); done
+i=0
+while grep -qsxF "$3" /sys/block/loop*/loop/backing_file && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done
+i=0
+while mountpoint -q "$2" && [ $i -lt 400 ]; do umount "$2" 2>/dev/null || sleep 0.05; i=$((i+1)); done
+"""
 MAX_VOLUMES_PER_IMAGE = 64
 IMAGE_NAME = "rootfs.ext4"
 IMAGE_SIZE = 64 * 1024**3  # sparse: the ceiling of one rootfs, not what it takes
@@ -110,11 +121,35 @@ class GocryptfsRootfs:
             wait=False,
         )
         self._wait_mounted()
+        self._janitor, self._janitor_process = self._start_janitor()
         try:
             self._mount_image()
         except BaseException:
             self._unmount_gocryptfs()
+            self._release_janitor()
             raise
+
+    def _release_janitor(self) -> None:
+        """Wake the janitor with nothing left to unmount, and reap it."""
+        os.close(self._janitor)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._janitor_process.wait(timeout=10)
+
+    def _start_janitor(self) -> tuple[int, subprocess.Popen[bytes]]:
+        """Start the janitor in its own session (a kill of the enclave's process group spares it); returns the
+        pipe end whose closing (at the enclave's exit, or in :meth:`close`) wakes it."""
+        read_end, write_end = os.pipe()
+        image = self.mountpoint / IMAGE_NAME
+        args = [str(self.fsroot), str(self.mountpoint), str(image)]
+        process = subprocess.Popen(
+            ["/bin/sh", "-c", _JANITOR, "sealpod-rootfs-janitor", *args],
+            stdin=read_end,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        os.close(read_end)
+        return write_end, process
 
     def _make_image(self, image: Path) -> None:
         mkfs = shutil.which("mkfs.ext4") or "/usr/sbin/mkfs.ext4"
@@ -162,7 +197,7 @@ class GocryptfsRootfs:
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            preexec_fn=lambda: linux.prctl(PR_SET_PDEATHSIG, 15),  # unmount if the enclave dies
+            start_new_session=True,  # outlives a killed enclave until the janitor has unmounted the image
         )
         assert process.stdin is not None
         process.stdin.write(password + b"\n")
@@ -222,6 +257,7 @@ class GocryptfsRootfs:
         if self.loop:
             self.loop.detach()
         self._unmount_gocryptfs()
+        self._release_janitor()
         if remove:
             shutil.rmtree(self.directory, ignore_errors=True)
         os.close(self._lock)
