@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -276,8 +277,9 @@ def test_cosign_signs_and_only_match_repository_accepts(setup: dict[str, Any], t
 
 
 @pytest.fixture
-def gpg_key(tmp_path: Path) -> tuple[Path, str, Path]:
-    """A throw-away GnuPG home with one signing key: (home, fingerprint, exported public keyring)."""
+def gpg_key(tmp_path: Path) -> Iterator[tuple[Path, str, Path]]:
+    """A throw-away GnuPG home with one signing key: (home, fingerprint, exported public keyring); the gpg-agent
+    that gpg starts for it is stopped afterwards."""
     home = tmp_path / "gnupg"
     home.mkdir(mode=0o700)
     env = {**os.environ, "GNUPGHOME": str(home)}
@@ -305,7 +307,10 @@ def gpg_key(tmp_path: Path) -> tuple[Path, str, Path]:
     keyring.write_bytes(
         subprocess.run(["gpg", "--export", fingerprint], check=True, capture_output=True, env=env).stdout
     )
-    return home, fingerprint, keyring
+    try:
+        yield home, fingerprint, keyring
+    finally:
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], capture_output=True, check=False)
 
 
 def test_gpg_both_ways(setup: dict[str, Any], gpg_key: tuple[Path, str, Path]) -> None:
