@@ -103,14 +103,19 @@ def remove_container(path: str, root: Path = CGROUP_ROOT) -> None:
     for hierarchy in _hierarchies(root):
         container = hierarchy / relative
         for directory in (container / "workload", container / "enclave", container):
-            for _ in range(50):
-                try:
-                    directory.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(0.02)  # the kernel releases an exited task's membership asynchronously
+            _remove_when_empty(directory)
+
+
+def _remove_when_empty(directory: Path, attempts: int = 50) -> None:
+    """rmdir a cgroup, retrying briefly: the kernel releases an exited task's membership asynchronously."""
+    for _ in range(attempts):
+        try:
+            directory.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.02)
 
 
 class Cgroups:
@@ -144,14 +149,7 @@ class Cgroups:
     def remove(self) -> None:
         """Remove the cgroups (after the workload and all its children ended)."""
         for directory in self.directories:
-            for _ in range(50):
-                try:
-                    directory.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(0.02)  # the kernel releases an exited task's membership asynchronously
+            _remove_when_empty(directory)
             if self.parent == "sealpod":  # our own parent: removed when empty; a container's is the runtime's
                 with contextlib.suppress(OSError):
                     os.rmdir(directory.parent)
