@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from sealpod.attestation import default_policies, ear, rego
 from sealpod.attestation.sgx.collateral import Collateral
-from sealpod.attestation.sgx.quote import Quote, parse_quote
+from sealpod.attestation.sgx.quote import parse_quote
 from sealpod.attestation.sgx.verify import DcapVerifier, TrustedRoot, intel_root
 from sealpod.errors import AttestationError
 
@@ -73,7 +73,7 @@ class AttestationService:
         except (binascii.Error, ValueError):
             raise AttestationError("the SGX quote is not base64") from None
         quote = parse_quote(raw)
-        collateral = self.collateral(*_collateral_selector(quote))
+        collateral = self.collateral(*_selector_for_chain(quote.certification_data))
         verdict = self.verifier.verify(raw, collateral, now=now, allow_debug=self.settings.allow_debug)
         if verdict.quote.report.report_data != expected.ljust(64, b"\0")[:64]:
             raise AttestationError(
@@ -157,14 +157,10 @@ class AttestationService:
         return Appraisal(token, annotated, vector)
 
 
-def _collateral_selector(quote: Quote) -> tuple[bytes, str]:
-    """The FMSPC and the PCK CA type that pick a quote's collateral, parsed once per platform (a platform's quotes
-    carry the same PCK certificate chain)."""
-    return _selector_for_chain(quote.certification_data)
-
-
 @functools.lru_cache(maxsize=256)
 def _selector_for_chain(certification_data: bytes) -> tuple[bytes, str]:
+    """The FMSPC and the PCK CA type that pick a quote's collateral, parsed once per PCK chain (a platform's quotes
+    carry the same one)."""
     from cryptography import x509
 
     from sealpod.attestation.sgx.pck import parse_pck_extension

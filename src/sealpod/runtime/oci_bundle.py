@@ -8,13 +8,13 @@ request: the enclave verifies the image and applies the tenant's run policy.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sealpod.cgroups import valid_container_path
 from sealpod.errors import SealpodError
+from sealpod.jsonio import load_object
 from sealpod.runtime.snapshotter import read_marker
 
 CONTAINER_TYPE = "io.kubernetes.cri.container-type"
@@ -38,15 +38,7 @@ class Bundle:
                 raw = handle.read(MAX_CONFIG + 1)
         except OSError as err:
             raise SealpodError(f"cannot read the bundle's config {config}: {err.strerror}") from None
-        if len(raw) > MAX_CONFIG:
-            raise SealpodError(f"the bundle's config {config} is larger than {MAX_CONFIG} bytes")
-        try:
-            spec = json.loads(raw)
-        except ValueError as err:
-            raise SealpodError(f"the bundle's config {config} is not JSON: {err}") from None
-        if not isinstance(spec, dict):
-            raise SealpodError(f"the bundle's config {config} is not a JSON object")
-        return cls(path, spec)
+        return cls(path, load_object(raw, f"the bundle's config {config}", MAX_CONFIG, SealpodError))
 
     def _section(self, name: str) -> dict[str, Any]:
         value = self.spec.get(name) or {}

@@ -7,12 +7,14 @@ symlinks, must be regular files within a size bound, must match their digest and
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import stat
 from collections.abc import Mapping
 from pathlib import Path
+
+from sealpod.errors import SealpodError
+from sealpod.jsonio import load_object
 
 CONTENT_BLOBS = Path("io.containerd.content.v1.content") / "blobs" / "sha256"
 MAX_MANIFEST_SIZE = 4 * 1024 * 1024
@@ -20,7 +22,7 @@ MAX_CONFIG_SIZE = 8 * 1024 * 1024
 _SHA256 = re.compile(r"sha256:[0-9a-f]{64}")
 
 
-class ContentUnavailableError(Exception):
+class ContentUnavailableError(SealpodError):
     """A blob cannot be used: missing, unsafe, too big, not matching its digest, not a JSON object, malformed."""
 
 
@@ -51,17 +53,9 @@ class ContentStore:
             raise ContentUnavailableError(f"cannot read {what} {path}: {err.strerror}") from None
         finally:
             os.close(fd)
-        if len(data) > max_size:
-            raise ContentUnavailableError(f"{what} {path} is larger than {max_size} bytes")
-        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+        if len(data) <= max_size and "sha256:" + hashlib.sha256(data).hexdigest() != digest:
             raise ContentUnavailableError(f"{what} {path} does not match its digest")
-        try:
-            doc = json.loads(data)
-        except ValueError as err:
-            raise ContentUnavailableError(f"{what} {digest} is not JSON: {err}") from None
-        if not isinstance(doc, dict):
-            raise ContentUnavailableError(f"{what} {digest} is not a JSON object")
-        return doc
+        return load_object(data, f"{what} {digest}", max_size, ContentUnavailableError)
 
     def read_manifest(self, digest: str) -> dict[str, object]:
         """An image manifest."""
