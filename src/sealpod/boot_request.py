@@ -45,20 +45,34 @@ class BootRequest:
 
     def to_json(self) -> str:
         """The request as the host passes it on the enclave's command line."""
-        return json.dumps(asdict(self))
+        return json.dumps(self.to_values())
 
     @classmethod
     def from_json(cls, text: str) -> BootRequest:
         """Parse a request, refusing unknown or missing fields and wrongly typed values by name."""
         try:
             values = json.loads(text)
+        except ValueError as err:
+            raise SealpodError(f"malformed boot request: {err}") from None
+        return cls.from_values(values)
+
+    @classmethod
+    def from_values(cls, values: object) -> BootRequest:
+        """A request from its decoded JSON object, checked as :meth:`from_json` checks it."""
+        if not isinstance(values, dict):
+            raise SealpodError(f"malformed boot request: a JSON {type(values).__name__}, not an object")
+        try:
             request = cls(**values)
-        except (ValueError, TypeError) as err:
+        except TypeError as err:
             raise SealpodError(f"malformed boot request: {err}") from None
         for name, value in asdict(request).items():
             if not _TYPES[name](value):
                 raise SealpodError(f"malformed boot request: {name} has the wrong type ({type(value).__name__})")
         return request
+
+    def to_values(self) -> dict[str, object]:
+        """The request as a JSON-ready object (what :meth:`from_values` reads)."""
+        return asdict(self)
 
 
 def _strings(value: object) -> bool:

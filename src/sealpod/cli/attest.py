@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 
-from sealpod.cli.common import err_console, out_console, run
+from sealpod.cli.common import err_console, escape, out_console, run
 from sealpod.errors import UsageError
 
 app = typer.Typer(

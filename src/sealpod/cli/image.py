@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
-from sealpod.cli.common import CaFile, TlsVerify, err_console, out_console, parse_bool, registry_options, run
+from sealpod.cli.common import CaFile, TlsVerify, err_console, escape, out_console, parse_bool, registry_options, run
 from sealpod.cli.policy import PolicyOption, RegistriesDOption, enforce
 from sealpod.cli.pull import PlatformOption, platform_or_host
 from sealpod.errors import KeyFileError, UsageError

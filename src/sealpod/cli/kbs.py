@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
-from sealpod.cli.common import err_console, out_console, run
+from sealpod.cli.common import err_console, escape, out_console, run
 from sealpod.errors import UsageError
 
 app = typer.Typer(help="The key broker service (trustee's KBS protocol) and its admin client.", no_args_is_help=True)

@@ -9,7 +9,9 @@ import typer
 
 from sealpod.cli.common import err_console, run
 
-app = typer.Typer(help="Set up a node: containerd's sealpod runtime handler and snapshotter.", no_args_is_help=True)
+app = typer.Typer(
+    help="Set up a node: containerd's sealpod runtime handler and snapshotter; the enclave pool.", no_args_is_help=True
+)
 
 
 @app.command("containerd-config")
@@ -35,5 +37,29 @@ def containerd_config(
         err_console.print(f"{config}: {'updated: restart containerd' if changed else 'already set up'}")
         if not changed:
             raise typer.Exit(3)
+
+    run(action)
+
+
+@app.command("enclave-pool")
+def enclave_pool(
+    size: Annotated[int, typer.Option(help="How many enclaves to keep started and waiting.")] = 2,
+    socket_path: Annotated[
+        Path | None, typer.Option("--socket", help="Where to listen [default: <state dir>/enclave-pool.sock].")
+    ] = None,
+) -> None:
+    """Keep SIZE generic enclaves pre-launched (started, imported, measured) so that `sealpod run` skips the enclave's
+    start: it hands its request to a waiting enclave, and the pool starts a replacement. Each enclave runs one
+    container and exits. Runs in the foreground until SIGTERM or Ctrl-C; `sealpod run --no-pool` bypasses it."""
+
+    def action() -> None:
+        import signal
+
+        from sealpod.runtime.enclave_pool import EnclavePool, pool_socket
+
+        pool = EnclavePool(socket_path or pool_socket(), size)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: pool.stop())
+        pool.serve_forever()
 
     run(action)

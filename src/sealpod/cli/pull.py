@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from sealpod.cli.common import (
     CaFile,
     TlsVerify,
     err_console,
+    escape,
     out_console,
     registry_options,
     run,

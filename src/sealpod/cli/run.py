@@ -48,6 +48,12 @@ def run(
     kbs_ca: Annotated[str | None, typer.Option("--kbs-ca", help="CA file for the KBS's TLS certificate.")] = None,
     memory: Annotated[str | None, typer.Option("--memory", "-m", help="Memory limit, e.g. 64m or 1g.")] = None,
     pids: Annotated[int | None, typer.Option("--pids-limit", help="Most processes the workload may have.")] = None,
+    no_pool: Annotated[
+        bool,
+        typer.Option(
+            "--no-pool", help="Start a new enclave even when the node's enclave pool (sealpod node enclave-pool) runs."
+        ),
+    ] = False,
     policy_uri: Annotated[
         str | None, typer.Option(help="Where the signature policy is [default: kbs:///default/security-policy/test]")
     ] = None,
@@ -91,7 +97,7 @@ def run(
             start_detached(container)
             typer.echo(container.id)
             return
-        code = run_enclave(request)
+        code = run_enclave(request, use_pool=not no_pool)
         if code:
             raise typer.Exit(code)
 

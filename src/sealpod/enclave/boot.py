@@ -17,7 +17,7 @@ from sealpod.agent.run_policy import DEFAULT_RUN_POLICY_URI, RunPolicy
 from sealpod.boot_request import BootRequest
 from sealpod.cgroups import Limits, join_container, valid_container_path
 from sealpod.enclave import sandbox
-from sealpod.enclave.measure import measure
+from sealpod.enclave.measure import running_identity
 from sealpod.enclave.rootfs import GocryptfsRootfs, MemoryRootfs, private_mount_namespace
 from sealpod.enclave.sealing import sealing_key
 from sealpod.enclave.workload import default_argv, workload_for
@@ -35,7 +35,7 @@ def attester(allow_sim: bool) -> Attester:
             raise
     from sealpod.tee.sim import SimPlatform
 
-    identity = measure()
+    identity = running_identity()
     print(
         "sealpod: simulated SGX: the flow is real, but nothing here is secret from this host's root",
         file=sys.stderr,
@@ -137,23 +137,43 @@ def _wait_for_start(fd: int) -> None:
         raise SealpodError("the runtime closed the start FIFO without starting the container")
 
 
-def main(argv: list[str] | None = None) -> None:
-    """``python -m sealpod.enclave REQUEST_JSON``: boot and exit with the workload's status."""
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m sealpod.enclave REQUEST_JSON", file=sys.stderr)
-        sys.exit(2)
-    # a SIGTERM before the workload starts ends the enclave through its cleanup (unmount, remove the mount point)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+def boot_reporting(request: BootRequest) -> int:
+    """:func:`boot`, with its refusals printed to stderr as one line and a hint; returns the exit status (125 when
+    the enclave refused or failed before the workload ran)."""
     try:
-        code = boot(BootRequest.from_json(args[0]))
+        return boot(request)
     except SealpodError as err:
         print(f"sealpod enclave: error: {err}", file=sys.stderr)
         if err.hint:
             print(f"  hint: {err.hint}", file=sys.stderr)
-        code = 125
     except OSError as err:
         print(f"sealpod enclave: error: {err}", file=sys.stderr)
-        code = 125
+    return 125
+
+
+def terminate_on_sigterm() -> None:
+    """A SIGTERM before the workload starts ends the enclave through its cleanup (unmount, remove the mount point)."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m sealpod.enclave REQUEST_JSON``: boot and exit with the workload's status.
+
+    ``python -m sealpod.enclave --prelaunched FD``: wait on FD for a request first (:mod:`.prelaunch`)."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) == 2 and args[0] == "--prelaunched" and args[1].isdigit():
+        from sealpod.enclave.prelaunch import serve
+
+        os._exit(serve(int(args[1])))
+    if len(args) != 1:
+        print("usage: python -m sealpod.enclave REQUEST_JSON | --prelaunched FD", file=sys.stderr)
+        sys.exit(2)
+    terminate_on_sigterm()
+    try:
+        request = BootRequest.from_json(args[0])
+    except SealpodError as err:
+        print(f"sealpod enclave: error: {err}", file=sys.stderr)
+        os._exit(125)
+    code = boot_reporting(request)
     sys.stdout.flush()
     os._exit(code)

@@ -8,6 +8,7 @@ changed file changes MRENCLAVE, and a KBS that registered the old value stops re
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -86,3 +87,10 @@ def measure(key_path: Path | None = None, package_dir: Path | None = None) -> En
         ISV_SVN,
         len(entries),
     )
+
+
+@functools.cache
+def running_identity() -> EnclaveIdentity:
+    """The identity of the enclave program this process loaded, measured once (a pre-launched enclave measures
+    before it is asked to run, i.e. the code it is running, not what a later upgrade put on disk)."""
+    return measure()

@@ -20,6 +20,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -103,9 +104,8 @@ class GocryptfsRootfs:
         self.mountpoint.mkdir(exist_ok=True)
         self.fsroot.mkdir(exist_ok=True)
         self.loop: LoopDevice | None = None
-        if self.sealed_key.exists() and (self.cipher / "gocryptfs.conf").exists():
-            password = unseal(sealing_root, PURPOSE, image, self.sealed_key.read_bytes())
-        else:
+        password = self._unsealed_password(sealing_root)
+        if password is None:
             shutil.rmtree(self.cipher, ignore_errors=True)
             self.cipher.mkdir(mode=0o700)
             password = os.urandom(32).hex().encode()
@@ -128,6 +128,17 @@ class GocryptfsRootfs:
             self._unmount_gocryptfs()
             self._release_janitor()
             raise
+
+    def _unsealed_password(self, sealing_root: bytes) -> bytes | None:
+        """The volume's key, or None when there is no volume or its key does not open here (sealed by another
+        enclave build or platform, or altered): such a volume is never used, and is made anew."""
+        if not (self.sealed_key.exists() and (self.cipher / "gocryptfs.conf").exists()):
+            return None
+        try:
+            return unseal(sealing_root, PURPOSE, self.label, self.sealed_key.read_bytes())
+        except SealpodError as err:
+            print(f"sealpod: {err}; starting the rootfs anew (the image is pulled again)", file=sys.stderr)
+            return None
 
     def _release_janitor(self) -> None:
         """Wake the janitor with nothing left to unmount, and reap it."""

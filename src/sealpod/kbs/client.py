@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import random
-import ssl
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +21,7 @@ from sealpod.jose import JoseError, decode_jws, public_jwk
 from sealpod.kbs import resource_jwe
 from sealpod.kbs.protocol import PROTOCOL_VERSION, SESSION_COOKIE, check_resource_path, report_data
 from sealpod.tee import Attester
+from sealpod.tls import verify_setting
 
 
 class KbsClientError(SealpodError):
@@ -82,8 +82,7 @@ class KbsClient:
         self.attester = attester
         self.key = key or ec.generate_private_key(ec.SECP256R1())
         self.retries = retries
-        verify: bool | ssl.SSLContext = ssl.create_default_context(cafile=ca_file) if ca_file else verify_tls
-        self._http = httpx.Client(timeout=timeout, verify=verify)
+        self._http = httpx.Client(timeout=timeout, verify=verify_setting(verify_tls or bool(ca_file), ca_file))
         self._token: str | None = None
         self._token_exp = 0
 

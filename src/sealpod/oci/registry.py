@@ -12,7 +12,6 @@ import base64
 import hashlib
 import logging
 import random
-import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from sealpod.oci import mediatypes as mt
 from sealpod.oci.auth import Challenge, Credentials, lookup_credentials, parse_challenge
 from sealpod.oci.digest import Verifier, digest_bytes
 from sealpod.oci.models import MAX_MANIFEST_BYTES, Descriptor
+from sealpod.tls import verify_setting
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +74,8 @@ class RegistryClient:
         self.retries = retries
         self._credentials = credentials
         self._use_auth_files = use_auth_files
-        verify: bool | ssl.SSLContext = tls_verify
-        if ca_file and tls_verify:
-            verify = ssl.create_default_context(cafile=ca_file)
         self._http = httpx.Client(
-            verify=verify,
+            verify=verify_setting(tls_verify, ca_file),
             timeout=httpx.Timeout(timeout, connect=15.0),
             follow_redirects=True,
             headers={"User-Agent": "sealpod/0.1"},

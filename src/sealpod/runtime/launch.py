@@ -1,7 +1,9 @@
-"""Start the generic enclave for an image, as a separate process, and pass its stdio and exit status through."""
+"""Start the generic enclave for an image, as a separate process (or hand the request to a pre-launched one,
+:mod:`sealpod.runtime.enclave_pool`), and pass its stdio and exit status through."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -17,8 +19,18 @@ def enclave_command(request: BootRequest) -> list[str]:
     return [sys.executable, "-m", ENCLAVE_MODULE, request.to_json()]
 
 
-def run_enclave(request: BootRequest, on_start: Callable[[int], None] | None = None) -> int:
-    """Run the enclave in the foreground; signals to this process are forwarded; returns the workload's status."""
+def run_enclave(request: BootRequest, on_start: Callable[[int], None] | None = None, *, use_pool: bool = True) -> int:
+    """Run the enclave in the foreground; signals to this process are forwarded; returns the workload's status.
+
+    With ``use_pool``, a pre-launched enclave of the node's pool runs it when a pool listens (not for a terminal on
+    stdin: the workload would not get it as its controlling terminal); else a new enclave process does.
+    """
+    if use_pool and request.start_fd is None and not os.isatty(0):
+        from sealpod.runtime.enclave_pool import pool_socket, run_in_pool
+
+        code = run_in_pool(request, pool_socket(), on_start)
+        if code is not None:
+            return code
     process = subprocess.Popen(enclave_command(request))
     if on_start:
         on_start(process.pid)

@@ -1,0 +1,116 @@
+"""A pre-launched enclave: started ahead of demand by the node's enclave pool, already imported and measured, it
+waits for exactly one request, runs it as :func:`sealpod.enclave.boot.boot` would, and exits.
+
+``python -m sealpod.enclave --prelaunched FD``: FD is this enclave's end of a socket pair with the pool. The enclave
+says ``{"ready": PID}`` on it, then receives the connection of one ``sealpod run`` (as an SCM_RIGHTS descriptor) and
+talks :mod:`sealpod.enclave_channel` on it: the request and the host's stdio in, its pid and the exit status out.
+It holds nothing of a request before it gets one (attestation, keys and the rootfs are all per request), so a
+pre-launched enclave is the same generic enclave a fresh one is, started earlier.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import sys
+import threading
+
+import httpx
+
+from sealpod.boot_request import BootRequest
+from sealpod.enclave.boot import boot_reporting, terminate_on_sigterm
+from sealpod.enclave.measure import running_identity
+from sealpod.enclave_channel import STDIO_FDS, ChannelError, receive_message, send_message
+from sealpod.errors import SealpodError
+from sealpod.tls import client_context
+
+#: After the host went away: a SIGTERM (forwarded to the workload), then another this much later (kills it).
+HOST_GONE_GRACE = 10.0
+
+
+def warm_up() -> None:
+    """The per-process work a request would otherwise pay for: the measurement, the default TLS context, and the
+    HTTP transport's imports (httpx makes them when its first client is built)."""
+    running_identity()
+    httpx.Client(verify=client_context(None)).close()
+
+
+def serve(channel_fd: int) -> int:
+    """Wait on the pool's channel for one connection, run its request; returns the exit status."""
+    channel = socket.socket(fileno=channel_fd)
+    try:
+        warm_up()
+        send_message(channel, {"ready": os.getpid()})
+        _, handed = receive_message(channel, max_fds=1)
+    except ChannelError:
+        return 0  # the pool closed the channel: it is shutting down
+    except (SealpodError, OSError) as err:
+        print(f"sealpod enclave: pre-launch failed: {err}", file=sys.stderr)
+        return 125
+    finally:
+        channel.close()
+    if len(handed) != 1:
+        for fd in handed:
+            os.close(fd)
+        print("sealpod enclave: the pool handed over no connection", file=sys.stderr)
+        return 125
+    with socket.socket(fileno=handed[0]) as connection:
+        return _run_connection(connection)
+
+
+def _run_connection(connection: socket.socket) -> int:
+    try:
+        message, stdio = receive_message(connection, max_fds=STDIO_FDS)
+    except (ChannelError, OSError) as err:
+        print(f"sealpod enclave: no request from the host: {err}", file=sys.stderr)
+        return 125
+    if len(stdio) != STDIO_FDS:
+        for fd in stdio:
+            os.close(fd)
+        _reply(connection, {"error": f"the request carried {len(stdio)} descriptors, not stdin, stdout and stderr"})
+        return 125
+    sys.stdout.flush()
+    sys.stderr.flush()
+    for target, fd in enumerate(stdio):
+        os.dup2(fd, target)
+        os.close(fd)
+    try:
+        request = _parse_request(message)
+    except SealpodError as err:
+        _reply(connection, {"error": str(err)})
+        return 125
+    terminate_on_sigterm()
+    _reply(connection, {"pid": os.getpid()})
+    finished = threading.Event()
+    threading.Thread(target=_watch_host, args=(connection, finished), daemon=True).start()
+    code = boot_reporting(request)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    finished.set()
+    _reply(connection, {"exit": code})
+    return code
+
+
+def _parse_request(message: dict[str, object]) -> BootRequest:
+    request = BootRequest.from_values(message)
+    if request.start_fd is not None:
+        raise SealpodError("a pre-launched enclave cannot wait on a start FIFO", hint="start the enclave directly")
+    return request
+
+
+def _reply(connection: socket.socket, message: dict[str, object]) -> None:
+    with contextlib.suppress(OSError):  # the host went away; _watch_host ends the run
+        send_message(connection, message)
+
+
+def _watch_host(connection: socket.socket, finished: threading.Event) -> None:
+    """The host closing its end (or sending anything more) ends the run, as a killed parent would."""
+    with contextlib.suppress(OSError):
+        connection.recv(1)
+    if finished.is_set():
+        return
+    os.kill(os.getpid(), signal.SIGTERM)
+    if not finished.wait(HOST_GONE_GRACE):
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -1,0 +1,199 @@
+"""Pre-launched enclaves: a node daemon that keeps generic enclaves started and waiting, and the client side of it.
+
+Starting the enclave program costs its interpreter start, imports and measurement (~0.25 s here), every time: on SGX
+hardware, loading and measuring an enclave costs far more. The pool (``sealpod node enclave-pool``) keeps ``size``
+enclaves (:mod:`sealpod.enclave.prelaunch`) ready; ``sealpod run`` connects to its socket, the pool hands the
+connection to a ready enclave and starts a replacement, and from then on ``sealpod run`` and that enclave talk
+directly (:mod:`sealpod.enclave_channel`). The pool only passes connections: it never reads a request, and each
+enclave serves one request and exits, so no state passes from one container to the next.
+
+The socket is ``<state dir>/enclave-pool.sock``, mode 0600: whoever may connect may run images, as whoever may run
+``sealpod run`` may.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sealpod.boot_request import BootRequest
+from sealpod.config import state_dir
+from sealpod.enclave_channel import ChannelError, expect_int, receive_message, send_message
+from sealpod.errors import SealpodError
+from sealpod.runtime.launch import ENCLAVE_MODULE
+
+RESTART_DELAY = 1.0  # after a pre-launched enclave died before it was ready
+
+
+def pool_socket() -> Path:
+    """Where the node's enclave pool listens."""
+    return state_dir() / "enclave-pool.sock"
+
+
+@dataclass
+class _Ready:
+    process: subprocess.Popen[bytes]
+    channel: socket.socket
+
+
+class EnclavePool:
+    """Keeps ``size`` pre-launched enclaves and hands each connection on ``path`` to one of them."""
+
+    def __init__(self, path: Path, size: int = 2, log: Callable[[str], None] | None = None) -> None:
+        if size < 1:
+            raise SealpodError(f"an enclave pool of {size} enclaves", hint="use --size 1 or more")
+        self.path, self.size = path, size
+        self._log = log or (lambda line: print(f"sealpod enclave-pool: {line}", file=sys.stderr))
+        self._ready: queue.Queue[_Ready] = queue.Queue()
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._idle: set[subprocess.Popen[bytes]] = set()
+        self._listener: socket.socket | None = None
+
+    def serve_forever(self) -> None:
+        """Listen, fill the pool, and hand over connections until :meth:`stop`."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        old_umask = os.umask(0o177)
+        try:
+            listener.bind(str(self.path))
+        finally:
+            os.umask(old_umask)
+        listener.listen(64)
+        self._listener = listener
+        for _ in range(self.size):
+            self._launch()
+        self._log(f"listening on {self.path} with {self.size} pre-launched enclaves")
+        try:
+            while not self._stopping.is_set():
+                try:
+                    connection, _ = listener.accept()
+                except OSError:
+                    if self._stopping.is_set():
+                        break
+                    raise
+                with connection:
+                    self._hand_over(connection)
+        finally:
+            self._shutdown()
+
+    def stop(self) -> None:
+        """End :meth:`serve_forever` (from a signal handler or another thread)."""
+        self._stopping.set()
+        if self._listener is not None:
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)
+
+    def _launch(self) -> None:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with child:
+            process = subprocess.Popen(
+                [sys.executable, "-m", ENCLAVE_MODULE, "--prelaunched", str(child.fileno())],
+                pass_fds=(child.fileno(),),
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        with self._lock:
+            self._idle.add(process)
+        threading.Thread(target=self._await_ready, args=(process, parent), daemon=True).start()
+
+    def _await_ready(self, process: subprocess.Popen[bytes], channel: socket.socket) -> None:
+        try:
+            message, _ = receive_message(channel)
+            if expect_int(message, "ready") != process.pid:
+                raise ChannelError(f"ready message from pid {message['ready']}, not {process.pid}")
+        except (ChannelError, OSError) as err:
+            channel.close()
+            code = process.wait()
+            with self._lock:
+                self._idle.discard(process)
+            if not self._stopping.is_set():
+                self._log(f"a pre-launched enclave (pid {process.pid}) ended before it was ready ({err}; exit {code})")
+                time.sleep(RESTART_DELAY)
+                self._launch()
+            return
+        self._ready.put(_Ready(process, channel))
+
+    def _hand_over(self, connection: socket.socket) -> None:
+        while not self._stopping.is_set():
+            try:
+                ready = self._ready.get(timeout=1.0)
+            except queue.Empty:
+                continue
+            with self._lock:
+                self._idle.discard(ready.process)
+            try:
+                send_message(ready.channel, {"connection": True}, [connection.fileno()])
+            except OSError as err:
+                self._log(f"pre-launched enclave {ready.process.pid} is gone ({err}); trying the next")
+                ready.channel.close()
+                ready.process.wait()
+                self._launch()
+                continue
+            ready.channel.close()
+            threading.Thread(target=ready.process.wait, daemon=True).start()  # reap it when it is done
+            self._launch()
+            return
+
+    def _shutdown(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        while True:  # closing a ready enclave's channel ends it; one still starting is terminated
+            try:
+                self._ready.get_nowait().channel.close()
+            except queue.Empty:
+                break
+        with self._lock:
+            idle = list(self._idle)
+        for process in idle:
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
+        for process in idle:
+            process.wait()
+
+
+def run_in_pool(request: BootRequest, path: Path, on_start: Callable[[int], None] | None = None) -> int | None:
+    """Run ``request`` in a pre-launched enclave of the pool at ``path``, with this process's stdio; signals to this
+    process are forwarded to the enclave. Returns the workload's status, or None when no pool listens there."""
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        connection.connect(str(path))
+    except (FileNotFoundError, ConnectionRefusedError):
+        connection.close()
+        return None
+    with connection:
+        send_message(connection, request.to_values(), [0, 1, 2])
+        message, _ = receive_message(connection)
+        if "error" in message:
+            raise SealpodError(f"the pre-launched enclave refused the request: {message['error']}")
+        pid = expect_int(message, "pid")
+        if on_start:
+            on_start(pid)
+
+        def forward(signum: int, _frame: object) -> None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+        previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+        try:
+            message, _ = receive_message(connection)
+        except ChannelError:
+            raise SealpodError(f"the enclave (pid {pid}) ended without reporting the workload's exit status") from None
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        return expect_int(message, "exit")

@@ -1,0 +1,28 @@
+"""TLS client contexts, built once per process: loading a CA bundle costs ~15 ms, and an enclave makes a KBS client
+and a registry client on every start (a pre-launched enclave builds the default one before it is asked to run)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import ssl
+
+
+@functools.cache
+def client_context(ca_file: str | None) -> ssl.SSLContext:
+    """A verifying client context trusting ``ca_file`` when given, else what httpx trusts by default
+    (``$SSL_CERT_FILE``, ``$SSL_CERT_DIR``, else certifi's bundle). Cached per process, by path."""
+    if ca_file:
+        return ssl.create_default_context(cafile=ca_file)
+    if os.environ.get("SSL_CERT_FILE"):
+        return ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
+    if os.environ.get("SSL_CERT_DIR"):
+        return ssl.create_default_context(capath=os.environ["SSL_CERT_DIR"])
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+def verify_setting(verify: bool, ca_file: str | None) -> bool | ssl.SSLContext:
+    """An httpx client's ``verify``: False (no verification) or the cached context."""
+    return client_context(ca_file) if verify else False
