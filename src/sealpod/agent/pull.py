@@ -19,7 +19,7 @@ from sealpod.kbs.client import KbsClient, KbsClientError
 from sealpod.oci.auth import credentials_in
 from sealpod.oci.platform import host_platform
 from sealpod.oci.pull import PullResult, check_target, unpack_image
-from sealpod.oci.source import RegistryOptions, open_store, parse_location, resolve
+from sealpod.oci.source import ImageStore, RegistryOptions, ResolvedImage, open_store, parse_location, resolve
 from sealpod.ocicrypt.layers import DecryptionKeys, LayerDecryption
 from sealpod.signature.policy import ImageUnderCheck, parse_policy
 from sealpod.signature.registriesd import RegistriesD, Section
@@ -49,22 +49,34 @@ def optional_resource(client: KbsClient, uri: str) -> bytes | None:
         raise
 
 
-def secure_pull(
-    image: str,
-    rootfs: Path,
-    client: KbsClient,
-    settings: AgentSettings | None = None,
-    *,
-    reusable: Callable[[str], bool] | None = None,
-) -> PullResult:
-    """Attest, fetch policy and keys from the KBS, verify, decrypt and unpack ``image`` into ``rootfs``.
+@dataclass
+class VerifiedImage:
+    """An image whose signatures passed the policy, with its open store (close it, or use it as a context)."""
 
-    ``reusable(manifest_digest)`` says whether ``rootfs`` already holds that image from an earlier verified pull
-    (a sealed rootfs); then, once the signatures check out again, no layer is fetched.
-    """
-    settings = settings or AgentSettings()
-    if reusable is None:
+    store: ImageStore
+    resolved: ResolvedImage
+    client: KbsClient
+
+    def fetch_into(self, rootfs: Path) -> PullResult:
+        """Pull, decrypt (KEKs from the KBS) and unpack the verified image into ``rootfs``."""
         check_target(rootfs.absolute())
+        keys = DecryptionKeys(kek_getter=self.client.get_resource)
+        return unpack_image(self.store, self.resolved, rootfs, transform=LayerDecryption(self.resolved.manifest, keys))
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> VerifiedImage:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def verify_image(image: str, client: KbsClient, settings: AgentSettings | None = None) -> VerifiedImage:
+    """Fetch the signature policy and registry credentials from the KBS, resolve ``image`` and check its signatures
+    against the policy; no layer is fetched."""
+    settings = settings or AgentSettings()
     policy = parse_policy(client.get_resource(settings.policy_uri), getter=client.get_resource)
     location = parse_location(image)
     credentials = None
@@ -83,10 +95,28 @@ def secure_pull(
             RegistriesD(Section(use_sigstore_attachments=True), {}),
         )
         policy.evaluate(ImageUnderCheck(location.transport, location.reference, digest, path=location.path), signatures)
-        if reusable is not None and reusable(resolved.manifest_digest):
-            return PullResult(resolved, rootfs)
-        check_target(rootfs.absolute())
-        keys = DecryptionKeys(kek_getter=client.get_resource)
-        return unpack_image(store, resolved, rootfs, transform=LayerDecryption(resolved.manifest, keys))
-    finally:
+    except BaseException:
         store.close()
+        raise
+    return VerifiedImage(store, resolved, client)
+
+
+def secure_pull(
+    image: str,
+    rootfs: Path,
+    client: KbsClient,
+    settings: AgentSettings | None = None,
+    *,
+    reusable: Callable[[str], bool] | None = None,
+) -> PullResult:
+    """Attest, fetch policy and keys from the KBS, verify, decrypt and unpack ``image`` into ``rootfs``.
+
+    ``reusable(manifest_digest)`` says whether ``rootfs`` already holds that image from an earlier verified pull
+    (a sealed rootfs); then, once the signatures check out again, no layer is fetched.
+    """
+    if reusable is None:
+        check_target(rootfs.absolute())
+    with verify_image(image, client, settings) as verified:
+        if reusable is not None and reusable(verified.resolved.manifest_digest):
+            return PullResult(verified.resolved, rootfs)
+        return verified.fetch_into(rootfs)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 
-from sealpod.agent.pull import DEFAULT_POLICY_URI, AgentSettings, optional_resource, secure_pull
+from sealpod.agent.pull import DEFAULT_POLICY_URI, AgentSettings, optional_resource, verify_image
 from sealpod.agent.run_policy import DEFAULT_RUN_POLICY_URI, RunPolicy
 from sealpod.boot_request import BootRequest
 from sealpod.cgroups import Limits, join_container, valid_container_path
@@ -23,6 +24,7 @@ from sealpod.enclave.sealing import sealing_key
 from sealpod.enclave.workload import default_argv, workload_for
 from sealpod.errors import SealpodError
 from sealpod.kbs.client import KbsClient
+from sealpod.oci.pull import PullResult
 from sealpod.tee import Attester, detect
 
 
@@ -56,6 +58,15 @@ def _open_volume(request: BootRequest, tee: Attester) -> MemoryRootfs | Gocryptf
     raise SealpodError(f"unknown rootfs kind {request.rootfs!r}", hint="use gocryptfs or memory")
 
 
+def _close_when_opened(opening: Future[MemoryRootfs | GocryptfsRootfs]) -> None:
+    """Close a volume whose opening was under way when the run failed (a new one is removed again)."""
+    try:
+        volume = opening.result()
+    except BaseException:
+        return
+    volume.close(remove=volume.pulled_digest() is None)
+
+
 def boot(request: BootRequest) -> int:
     """Attest, pull, verify, decrypt and unpack (or reopen a sealed rootfs), then run the workload.
 
@@ -83,20 +94,27 @@ def boot(request: BootRequest) -> int:
             raw = optional_resource(client, DEFAULT_RUN_POLICY_URI)
             run_policy = RunPolicy.parse(raw, DEFAULT_RUN_POLICY_URI) if raw is not None else RunPolicy()
             run_policy.check(request.command, request.env, DEFAULT_RUN_POLICY_URI)
-        volume = _open_volume(request, tee)
-        held = volume.pulled_digest()
-
-        def reusable(digest: str) -> bool:
-            if held == digest:
-                return True
-            volume.discard()
-            return False
-
-        try:
-            result = secure_pull(request.image, volume.rootfs, client, settings, reusable=reusable)
-        except BaseException:
-            volume.close(remove=held is None)
-            raise
+        # the volume (gocryptfs and loop mounts, ~15 ms) opens while the policy, manifest and signatures are fetched
+        with ThreadPoolExecutor(1, thread_name_prefix="volume") as opener:
+            opening = opener.submit(_open_volume, request, tee)
+            try:
+                verified = verify_image(request.image, client, settings)
+            except BaseException:
+                _close_when_opened(opening)
+                raise
+        with verified:
+            volume = opening.result()
+            held = volume.pulled_digest()
+            try:
+                if held == verified.resolved.manifest_digest:
+                    result = PullResult(verified.resolved, volume.rootfs)
+                else:
+                    if held is not None:
+                        volume.discard()
+                    result = verified.fetch_into(volume.rootfs)
+            except BaseException:
+                volume.close(remove=held is None)
+                raise
     try:
         if held == result.image.manifest_digest:
             print(
