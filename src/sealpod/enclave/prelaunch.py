@@ -64,7 +64,7 @@ def _run_connection(connection: socket.socket) -> int:
     try:
         message, stdio = receive_message(connection, max_fds=STDIO_FDS)
     except (ChannelError, OSError) as err:
-        print(f"sealpod enclave: no request from the host: {err}", file=sys.stderr)
+        _reply(connection, {"error": f"no request: {err}"})
         return 125
     if len(stdio) != STDIO_FDS:
         for fd in stdio:

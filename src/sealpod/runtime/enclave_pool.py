@@ -143,6 +143,7 @@ class EnclavePool:
                 self._launch()
                 continue
             ready.channel.close()
+            self._log(f"handed a connection to pre-launched enclave {ready.process.pid}")
             threading.Thread(target=ready.process.wait, daemon=True).start()  # reap it when it is done
             self._launch()
             return

@@ -1,0 +1,185 @@
+"""Pre-launched enclaves (``sealpod node enclave-pool``): ``sealpod run`` hands its request and stdio to a waiting
+enclave; output, exit status, stdin and signals pass as with a fresh enclave; a host that goes away takes its
+workload down; a malformed request over the pool's socket is refused by name and runs nothing; without a pool (or
+with a stale socket, or --no-pool) a fresh enclave runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from sealpod.oci.localregistry import LocalRegistry
+from tests.e2e.test_run import CANARY_FILE, RUN_POLICY, SEALPOD, _deploy, _run
+from tests.kbs.conftest import KbsProcess
+
+
+class Pool:
+    """A running ``sealpod node enclave-pool`` and its log."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.socket = Path(env["SEALPOD_STATE_DIR"]) / "enclave-pool.sock"
+        self.log = log
+        self._log_file = log.open("wb")
+        self.process = subprocess.Popen(
+            [SEALPOD, "node", "enclave-pool", "--size", "1"], env=env, stderr=self._log_file
+        )
+        deadline = time.monotonic() + 60
+        while "listening on" not in log.read_text():
+            assert self.process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+
+    def handed_over(self) -> list[int]:
+        """Pids of the enclaves the pool handed a connection to, in order."""
+        return [int(pid) for pid in re.findall(r"handed a connection to pre-launched enclave (\d+)", self.log.read_text())]
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=30)
+        self._log_file.close()
+
+
+@pytest.fixture
+def pool(node: dict[str, str], tmp_path: Path) -> Iterator[Pool]:
+    running = Pool(node, tmp_path / "pool.log")
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def _gone(pid: int, within: float = 20.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_pre_launched_enclave_runs_the_image_as_a_fresh_one_would(
+    registry: LocalRegistry,
+    kbs_factory: Callable[..., KbsProcess],
+    node: dict[str, str],
+    pool: Pool,
+    tmp_path: Path,
+) -> None:
+    server = kbs_factory()
+    image = _deploy(tmp_path, registry, server, node, run_policy=RUN_POLICY)
+    flags = ("--kbs", server.url, "--sim", "--tls-verify=false")
+
+    proc = _run(node, image, *flags, "--name", "pooled")
+    assert proc.returncode == 7, proc.stderr
+    lines = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
+    assert lines["user"] == "1000:1000"
+    assert lines["host"] == "pooled"
+    assert lines["pid"] == "1"
+    assert CANARY_FILE.decode() in proc.stdout
+    (first,) = pool.handed_over()
+    assert _gone(first)  # one request per enclave
+    # stdin passes through, a second run gets another (replacement) enclave
+    proc = _run(node, image, *flags, "busybox tr a-z A-Z", stdin="through the pool\n")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "THROUGH THE POOL\n"
+    assert len(pool.handed_over()) == 2
+    assert pool.handed_over()[1] != first
+    # --no-pool starts a fresh enclave
+    proc = _run(node, image, *flags, "--no-pool", "echo fresh")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "fresh\n"
+    assert len(pool.handed_over()) == 2
+
+    # SIGTERM to `sealpod run` reaches the workload (its trap exits 143); SIGKILL of `sealpod run` makes the enclave
+    # end the workload too (SIGTERM, and after a grace time SIGKILL, as a fresh enclave whose parent died)
+    for kill, expected in ((signal.SIGTERM, 143), (signal.SIGKILL, -9)):
+        runner = subprocess.Popen(
+            [SEALPOD, "run", image, *flags, "trap 'exit 143' TERM; echo up; while :; do busybox sleep 0.2; done"],
+            env=node,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+        )
+        assert runner.stdout is not None
+        assert runner.stdout.readline() == b"up\n"
+        enclave = pool.handed_over()[-1]
+        runner.send_signal(kill)
+        assert runner.wait(timeout=30) == expected
+        assert _gone(enclave), f"enclave {enclave} outlived its host"
+        runner.stdout.close()
+        assert runner.stderr is not None
+        runner.stderr.close()
+    assert str(Path(node["SEALPOD_STATE_DIR"])) not in Path("/proc/self/mountinfo").read_text()
+
+
+def _ask_pool(pool: Pool, payload: bytes, fds: list[int]) -> dict[str, object]:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as connection:
+        connection.connect(str(pool.socket))
+        if fds:
+            socket.send_fds(connection, [payload], fds)
+        else:
+            connection.send(payload)
+        connection.settimeout(60)
+        reply: dict[str, object] = json.loads(connection.recv(65536))
+        assert connection.recv(65536) == b""  # and nothing more: the enclave ran nothing and ended
+        return reply
+
+
+def test_the_pool_refuses_malformed_requests_by_name_and_keeps_serving(
+    registry: LocalRegistry,
+    kbs_factory: Callable[..., KbsProcess],
+    node: dict[str, str],
+    pool: Pool,
+    tmp_path: Path,
+) -> None:
+    with open(os.devnull, "rb") as null_in, open(os.devnull, "wb") as null_out:
+        stdio = [null_in.fileno(), null_out.fileno(), null_out.fileno()]
+        reply = _ask_pool(pool, b"{not json", stdio)
+        assert "not JSON" in str(reply["error"])
+        reply = _ask_pool(pool, b"[1, 2]", stdio)
+        assert "a JSON list, not an object" in str(reply["error"])
+        reply = _ask_pool(pool, json.dumps({"image": "x", "kbs_url": "y", "rootfs": 3}).encode(), stdio)
+        assert "malformed boot request: rootfs has the wrong type" in str(reply["error"])
+        reply = _ask_pool(pool, json.dumps({"image": "x", "kbs_url": "y", "evil": 1}).encode(), stdio)
+        assert "unexpected keyword argument 'evil'" in str(reply["error"])
+        reply = _ask_pool(pool, json.dumps({"image": "x", "kbs_url": "y"}).encode(), [])
+        assert "carried 0 descriptors, not stdin, stdout and stderr" in str(reply["error"])
+        reply = _ask_pool(pool, json.dumps({"image": "x", "kbs_url": "y", "start_fd": 5}).encode(), stdio)
+        assert "cannot wait on a start FIFO" in str(reply["error"])
+    assert len(pool.handed_over()) == 6
+    assert not (Path(node["SEALPOD_STATE_DIR"]) / "rootfs").exists()  # nothing was attested, pulled or mounted
+
+    server = kbs_factory()
+    image = _deploy(tmp_path, registry, server, node, run_policy=RUN_POLICY)
+    proc = _run(node, image, "--kbs", server.url, "--sim", "--tls-verify=false", "echo still serving")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "still serving\n"
+    assert len(pool.handed_over()) == 7
+
+
+def test_without_a_listening_pool_a_fresh_enclave_runs(
+    registry: LocalRegistry,
+    kbs_factory: Callable[..., KbsProcess],
+    node: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    server = kbs_factory()
+    image = _deploy(tmp_path, registry, server, node, run_policy=RUN_POLICY)
+    stale = Path(node["SEALPOD_STATE_DIR"]) / "enclave-pool.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as dead:
+        dead.bind(str(stale))  # a pool that died without removing its socket
+    proc = _run(node, image, "--kbs", server.url, "--sim", "--tls-verify=false", "echo fresh")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "fresh\n"
