@@ -40,7 +40,9 @@ class Pool:
 
     def handed_over(self) -> list[int]:
         """Pids of the enclaves the pool handed a connection to, in order."""
-        return [int(pid) for pid in re.findall(r"handed a connection to pre-launched enclave (\d+)", self.log.read_text())]
+        return [
+            int(pid) for pid in re.findall(r"handed a connection to pre-launched enclave (\d+)", self.log.read_text())
+        ]
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
