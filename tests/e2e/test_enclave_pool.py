@@ -7,56 +7,17 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from sealpod.oci.localregistry import LocalRegistry
+from tests.e2e.pool import Pool
 from tests.e2e.test_run import CANARY_FILE, RUN_POLICY, SEALPOD, _deploy, _run
 from tests.kbs.conftest import KbsProcess
-
-
-class Pool:
-    """A running ``sealpod node enclave-pool`` and its log."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.socket = Path(env["SEALPOD_STATE_DIR"]) / "enclave-pool.sock"
-        self.log = log
-        self._log_file = log.open("wb")
-        self.process = subprocess.Popen(
-            [SEALPOD, "node", "enclave-pool", "--size", "1"], env=env, stderr=self._log_file
-        )
-        deadline = time.monotonic() + 60
-        while "listening on" not in log.read_text():
-            assert self.process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
-
-    def handed_over(self) -> list[int]:
-        """Pids of the enclaves the pool handed a connection to, in order."""
-        return [
-            int(pid) for pid in re.findall(r"handed a connection to pre-launched enclave (\d+)", self.log.read_text())
-        ]
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(timeout=30)
-        self._log_file.close()
-
-
-@pytest.fixture
-def pool(node: dict[str, str], tmp_path: Path) -> Iterator[Pool]:
-    running = Pool(node, tmp_path / "pool.log")
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def _gone(pid: int, within: float = 20.0) -> bool:

@@ -12,10 +12,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from sealpod.enclave.measure import measure
 from sealpod.kbs.admin_client import AdminClient
 from sealpod.oci.localregistry import LocalRegistry
 from tests.conftest import need, run_tool
+from tests.e2e.pool import Pool
 from tests.e2e.tenant import tenant
 from tests.helpers import E, file_contains, make_tar
 from tests.kbs.conftest import KbsProcess
@@ -284,12 +287,16 @@ def test_a_wrongly_signed_image_and_a_tampered_layer_are_refused_before_the_work
     assert not any((Path(node["SEALPOD_STATE_DIR"]) / "run").iterdir())
 
 
+@pytest.mark.parametrize("pooled", [False, True], ids=["fresh-enclave", "pre-launched"])
 def test_detached_containers_ps_logs_stop_rm(
     registry: LocalRegistry,
     kbs_factory: Callable[..., KbsProcess],
     node: dict[str, str],
     tmp_path: Path,
+    request: pytest.FixtureRequest,
+    pooled: bool,
 ) -> None:
+    pool: Pool | None = request.getfixturevalue("pool") if pooled else None
     server = kbs_factory()
     image = _deploy(tmp_path, registry, server, node)
     flags = ("--kbs", server.url, "--sim", "--tls-verify=false", "--rootfs", "memory")
@@ -347,3 +354,5 @@ def test_detached_containers_ps_logs_stop_rm(
     while "once" in cli("ps", "-a").stdout:
         assert time.monotonic() < deadline
         time.sleep(0.1)
+    if pool is not None:  # every container ran in an enclave of the pool
+        assert len(pool.handed_over()) == 3

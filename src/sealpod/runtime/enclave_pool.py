@@ -33,6 +33,7 @@ from sealpod.errors import SealpodError
 from sealpod.runtime.launch import ENCLAVE_MODULE
 
 RESTART_DELAY = 1.0  # after a pre-launched enclave died before it was ready
+KILLED = 128 + signal.SIGKILL  # the status a shell reports for a process SIGKILL ended
 
 
 def pool_socket() -> Path:
@@ -193,7 +194,9 @@ def run_in_pool(request: BootRequest, path: Path, on_start: Callable[[int], None
         try:
             message, _ = receive_message(connection)
         except ChannelError:
-            raise SealpodError(f"the enclave (pid {pid}) ended without reporting the workload's exit status") from None
+            # only a SIGKILL (sealpod stop's last resort, the OOM killer) ends an enclave without its report
+            print(f"sealpod: the enclave (pid {pid}) was killed before it reported an exit status", file=sys.stderr)
+            return KILLED
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
