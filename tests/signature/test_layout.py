@@ -4,7 +4,10 @@ directory: what is accepted, what is refused and with which message, and the ind
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -171,3 +174,17 @@ def test_an_untagged_reference_skips_signature_entries(
     digest = image_from_tars(single, "only", [make_tar([E("x", data=b"x")])])
     _sign(single, digest, keys["good"])
     assert OciLayout(single).find(None).digest == digest
+
+
+def test_signing_a_layout_image_needs_a_key_and_the_identity_to_claim(images: dict[str, str], tmp_path: Path) -> None:
+    sealpod = str(Path(sys.executable).with_name("sealpod"))
+    env = {**os.environ, "COSIGN_PASSWORD": "pw"}
+    subprocess.run([sealpod, "image", "keygen", "--output-key-prefix", str(tmp_path / "k")], env=env, check=True)
+    image = f"oci:{tmp_path / 'images'}:v1"
+    for args in (["--key", str(tmp_path / "k.key")], ["--sign-by", "ABCD", "--identity", IDENTITY]):
+        proc = subprocess.run(
+            [sealpod, "image", "sign", image, *args], env=env, capture_output=True, text=True, check=False
+        )
+        assert proc.returncode != 0
+        assert "an OCI layout image is signed with --key and --identity" in proc.stderr
+    assert sigstore.attachment_tag(images["v1"]) not in (tmp_path / "images" / "index.json").read_text()
