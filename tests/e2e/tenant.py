@@ -1,4 +1,5 @@
-"""The tenant's side of the end-to-end tests: encrypt (KEK in a CoCo packet), sign, push, register with the KBS."""
+"""The tenant's side of the end-to-end tests: encrypt (KEK in a CoCo packet), sign, push (to a registry or an OCI
+layout), register with the KBS."""
 
 from __future__ import annotations
 
@@ -16,11 +17,12 @@ from tests.kbs.conftest import MRE, MRS, register_enclave
 
 SEALPOD = str(Path(sys.executable).with_name("sealpod"))
 SECRET = b"only the enclave reads this\n"
+LAYOUT_IDENTITY = "localhost/tenant/app:v1"
 
 
 def tenant(
     tmp_path: Path,
-    registry: LocalRegistry,
+    registry: LocalRegistry | None,
     kbs_url: str,
     *,
     layers: list[bytes] | None = None,
@@ -28,7 +30,11 @@ def tenant(
     identity: tuple[bytes, bytes, int, int] = (MRE, MRS, 0, 0),
     run_policy: dict[str, object] | None = None,
 ) -> str:
-    """Encrypt, sign, push, and register everything with the KBS; returns the image reference."""
+    """Encrypt, sign, push, and register everything with the KBS; returns the image reference.
+
+    Without a registry the image is ``oci:TMP/images:v1``, signed in the layout claiming :data:`LAYOUT_IDENTITY`,
+    under a policy scoped to that directory.
+    """
     env = {**os.environ, "COSIGN_PASSWORD": "pw"}
     image_from_tars(
         tmp_path / "plain",
@@ -52,7 +58,15 @@ def tenant(
         )
     )
     env["OCICRYPT_KEYPROVIDER_CONFIG"] = str(provider_config)
-    image = f"{registry.host}/tenant/app:v1"
+    image = f"{registry.host}/tenant/app:v1" if registry else f"oci:{tmp_path / 'images'}:v1"
+    requirement: dict[str, object] = {"type": "sigstoreSigned", "keyPath": "kbs:///default/cosign-key/1"}
+    if registry:
+        transports = {"docker": {registry.host: [requirement]}}
+        identity_args: list[str] = []
+    else:
+        requirement["signedIdentity"] = {"type": "exactReference", "dockerReference": LAYOUT_IDENTITY}
+        transports = {"oci": {str(tmp_path / "images"): [requirement]}}
+        identity_args = ["--identity", LAYOUT_IDENTITY]
 
     def cli(*args: str | Path) -> None:
         proc = subprocess.run([SEALPOD, *map(str, args)], capture_output=True, text=True, env=env, check=False)
@@ -68,13 +82,8 @@ def tenant(
         "provider:attestation-agent:keyid=kbs:///default/image-kek/app",
     )
     cli("image", "keygen", "--output-key-prefix", tmp_path / "cosign")
-    cli("image", "sign", image, "--key", tmp_path / "cosign.key", "--tls-verify=false")
-    policy = {
-        "default": [{"type": "reject"}],
-        "transports": {
-            "docker": {registry.host: [{"type": "sigstoreSigned", "keyPath": "kbs:///default/cosign-key/1"}]}
-        },
-    }
+    cli("image", "sign", image, "--key", tmp_path / "cosign.key", "--tls-verify=false", *identity_args)
+    policy = {"default": [{"type": "reject"}], "transports": transports}
     with AdminClient(kbs_url) as admin:
         admin.put_resource(
             "default/image-kek/app", base64.b64decode(json.loads(keks.read_text())["default/image-kek/app"])

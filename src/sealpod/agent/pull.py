@@ -4,7 +4,8 @@
    ``kbs:///default/security-policy/test``); a policy's ``kbs://`` key paths are fetched the same way;
 2. optional registry credentials (``kbs:///default/credential/test``, a containers auth.json);
 3. resolve the image and check its signatures against the policy before any layer is fetched (sigstore
-   attachments are always read here, as image-rs does);
+   attachments are always read here, as image-rs does: from the registry, or from the OCI layout itself for
+   ``oci:DIR:TAG``, see :mod:`sealpod.signature.layout`);
 4. pull, decrypt (image keys wrapped in CoCo packets are opened with KEKs fetched from the KBS by their ``kid``)
    and unpack, committing the rootfs only when every MAC, digest and diff_id matched.
 """
@@ -88,13 +89,10 @@ def verify_image(image: str, client: KbsClient, settings: AgentSettings | None =
     try:
         resolved = resolve(store, host_platform())
         digest = resolved.index_digest or resolved.manifest_digest
-        signatures = ImageSignatures(
-            location.reference,
-            digest,
-            store if location.transport == "docker" else None,
-            RegistriesD(Section(use_sigstore_attachments=True), {}),
-        )
-        policy.evaluate(ImageUnderCheck(location.transport, location.reference, digest, path=location.path), signatures)
+        registries = RegistriesD(Section(use_sigstore_attachments=True), {})
+        signatures = ImageSignatures.for_location(location, digest, store, registries)
+        subject = ImageUnderCheck(location.transport, location.reference, digest, path=location.path, tag=location.tag)
+        policy.evaluate(subject, signatures)
     except BaseException:
         store.close()
         raise

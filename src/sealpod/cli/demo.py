@@ -4,6 +4,10 @@ Tenant: build a sample image, make a KEK and a cosign key, encrypt and sign the 
 the public key, the signature policy and the enclave's reference values with a KBS. Node: run the image in the
 generic enclave (simulated SGX here), which attests, gets everything from the KBS, and runs the workload. Then an
 unsigned image and an enclave the KBS does not know are refused.
+
+The image store is a local docker-registry when one is installed, else (or with ``--registry layout``) an OCI layout
+directory in the demo's workdir: the enclave reads ``oci:DIR:TAG`` from the host's disk, the signature lives in the
+layout (:mod:`sealpod.signature.layout`), and the policy's scope is the layout directory.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 
 from sealpod.cli.common import err_console, out_console, run
 
@@ -33,6 +38,9 @@ DEMO_PLATFORM = "linux/amd64"
 KEK_ID = "kbs:///default/image-kek/demo"
 COSIGN_KEY_PATH = "default/cosign-key/demo"
 PASSPHRASE = b"sealpod-demo"
+#: The docker reference a layout image's signature claims (a layout has none of its own); the policy requires it.
+LAYOUT_IDENTITY = "localhost/sealpod-demo/hello:v1"
+STORES = ("auto", "docker-registry", "layout")
 
 
 def _step(text: str) -> None:
@@ -40,7 +48,7 @@ def _step(text: str) -> None:
 
 
 def _say(text: str) -> None:
-    out_console.print(f"    {text}")
+    out_console.print(f"    {escape(text)}")
 
 
 def _member(
@@ -112,30 +120,45 @@ def _encrypt_and_push(base: Path, layout_dir: Path, destination: str) -> str:
 
 
 def _sign(image: str, digest: str, private_pem: bytes) -> None:
-    from sealpod.oci.source import RegistryOptions, open_store, parse_location
-    from sealpod.signature import sigstore
+    """A sigstore signature: attached in the registry, or kept in the layout claiming :data:`LAYOUT_IDENTITY`."""
+    from sealpod.oci.source import LayoutStore, RegistryOptions, open_store, parse_location
+    from sealpod.signature import layout, sigstore
     from sealpod.signature.payload import COSIGN_TYPE, make_payload
 
     location = parse_location(image)
     store = open_store(location, RegistryOptions(tls_verify=False))
     try:
-        payload = make_payload(COSIGN_TYPE, str(location.reference), digest)
         key = sigstore.load_private_key(private_pem, PASSPHRASE)
-        sigstore.write_attachment(store, digest, payload, sigstore.sign(key, payload))
+        if isinstance(store, LayoutStore):
+            payload = make_payload(COSIGN_TYPE, LAYOUT_IDENTITY, digest)
+            layout.write_signature(store, digest, payload, sigstore.sign(key, payload))
+        else:
+            payload = make_payload(COSIGN_TYPE, str(location.reference), digest)
+            sigstore.write_attachment(store, digest, payload, sigstore.sign(key, payload))
     finally:
         store.close()
 
 
-def _register(kbs: EmbeddedKbs, base: Path, registry_host: str, public_pem: bytes, mr_enclave: str = "") -> None:
+def _policy_transports(image: str) -> dict[str, object]:
+    """The signature policy's ``transports``: the registry host, or the layout directory, needs our key."""
+    from sealpod.oci.source import parse_location
+
+    location = parse_location(image)
+    requirement: dict[str, object] = {"type": "sigstoreSigned", "keyPath": f"kbs:///{COSIGN_KEY_PATH}"}
+    if location.transport == "oci":
+        requirement["signedIdentity"] = {"type": "exactReference", "dockerReference": LAYOUT_IDENTITY}
+        return {"oci": {str(location.path): [requirement]}}
+    assert location.reference is not None
+    return {"docker": {location.reference.registry_host: [requirement]}}
+
+
+def _register(kbs: EmbeddedKbs, base: Path, image: str, public_pem: bytes, mr_enclave: str = "") -> None:
     from sealpod.enclave.measure import measure
     from sealpod.kbs.admin_client import AdminClient
 
     identity = measure()
     keks = json.loads((base / "keks.json").read_text())
-    policy = {
-        "default": [{"type": "reject"}],
-        "transports": {"docker": {registry_host: [{"type": "sigstoreSigned", "keyPath": f"kbs:///{COSIGN_KEY_PATH}"}]}},
-    }
+    policy = {"default": [{"type": "reject"}], "transports": _policy_transports(image)}
     with AdminClient(kbs.url) as admin:
         admin.put_resource("default/image-kek/demo", base64.b64decode(keks["default/image-kek/demo"]))
         admin.put_resource(COSIGN_KEY_PATH, public_pem)
@@ -153,16 +176,58 @@ def _run_enclave(request: BootRequest) -> int:
     return run_enclave(request)
 
 
+def _image_store(choice: str, base: Path) -> tuple[str, LocalRegistry | None]:
+    """Where the encrypted image goes, narrated: ``(image reference, the registry started)``."""
+    from sealpod.oci import localregistry
+
+    if choice == "layout" or not localregistry.available():
+        store = base / "images"
+        shutil.rmtree(store, ignore_errors=True)
+        why = "--registry layout" if choice == "layout" else "docker-registry is not installed"
+        _step(f"Tenant: the image store is an OCI layout directory, {store} ({why})")
+        _say("the enclave reads it from the host's disk as oci:DIR:TAG; the signature is kept in the layout itself")
+        return f"oci:{store}:v1", None
+    _step("Tenant: the image store is a local docker-registry on 127.0.0.1")
+    server = localregistry.LocalRegistry(base / "registry").start()
+    return f"{server.host}/demo/hello:v1", server
+
+
+def _check_store(choice: str) -> None:
+    from sealpod.errors import UsageError
+    from sealpod.oci import localregistry
+
+    if choice not in STORES:
+        raise UsageError(f"--registry {choice!r} is not one of {', '.join(STORES)}")
+    if choice == "docker-registry" and not localregistry.available():
+        raise UsageError(
+            "docker-registry is not installed", hint="apt-get install docker-registry, or use --registry layout"
+        )
+
+
+def _destination(image: str) -> str:
+    return image if image.startswith("oci:") else f"docker://{image}"
+
+
 def demo(
     workdir: Annotated[
         Path | None, typer.Option(help="Keep the demo's files here instead of a temporary directory.")
     ] = None,
+    registry: Annotated[
+        str,
+        typer.Option(
+            "--registry",
+            metavar="auto|docker-registry|layout",
+            help="Where the image is pushed: a local docker-registry, or an OCI layout directory in the workdir; "
+            "auto: the registry when docker-registry is installed.",
+        ),
+    ] = "auto",
 ) -> None:
     """Run the whole deployment flow on this machine with embedded defaults, narrating each step.
 
-    Builds, encrypts, signs and pushes a sample image; starts a KBS and registers the image's key, the signature
-    policy and the enclave's measurement; runs the image in the enclave (simulated SGX when there is none); then
-    shows an unsigned image and an unregistered enclave being refused. Needs root (namespaces) and docker-registry.
+    Builds, encrypts, signs and pushes a sample image (to a local docker-registry when installed, else to an OCI
+    layout dir); starts a KBS and registers the image's key, the signature policy and the enclave's measurement; runs
+    the image in the enclave (simulated SGX when there is none); then shows an unsigned image and an unregistered
+    enclave being refused. Needs root (namespaces).
     """
 
     def action() -> None:
@@ -170,7 +235,6 @@ def demo(
         from sealpod.enclave.measure import measure
         from sealpod.errors import SealpodError
         from sealpod.kbs.embedded import EmbeddedKbs
-        from sealpod.oci import localregistry
         from sealpod.oci.build import build_image
         from sealpod.signature.sigstore import generate_key_pair
 
@@ -178,13 +242,10 @@ def demo(
             raise SealpodError(
                 "the demo runs the enclave in its own namespaces and needs root", hint="sudo sealpod demo"
             )
-        if not localregistry.available():
-            raise SealpodError(
-                "docker-registry is not installed", hint="apt-get install docker-registry (./setup.sh does)"
-            )
-        base = workdir or Path(tempfile.mkdtemp(prefix="sealpod-demo-"))
+        _check_store(registry)
+        base = (workdir or Path(tempfile.mkdtemp(prefix="sealpod-demo-"))).absolute()
         base.mkdir(parents=True, exist_ok=True)
-        registry: LocalRegistry | None = None
+        server: LocalRegistry | None = None
         kbs: EmbeddedKbs | None = None
         try:
             _step("Tenant: building the sample application image (busybox base, the app, a whiteout layer)")
@@ -203,20 +264,19 @@ def demo(
             )
             _say(f"plain image in {layout_dir}")
 
-            _step("Tenant: starting a local docker-registry on 127.0.0.1")
-            registry = localregistry.LocalRegistry(base / "registry").start()
-            image = f"{registry.host}/demo/hello:v1"
+            image, server = _image_store(registry, base)
+            where = "the layout" if server is None else "the registry"
 
             _step(f"Tenant: encrypting every layer (AES-256-CTR + HMAC) with a new KEK ({KEK_ID}) and pushing")
             for name in ("keks.json", "keks.json.lock"):
                 (base / name).unlink(missing_ok=True)
-            digest = _encrypt_and_push(base, layout_dir, f"docker://{image}")
-            _say(f"pushed docker://{image}@{digest}: the registry holds only ciphertext layers")
+            digest = _encrypt_and_push(base, layout_dir, _destination(image))
+            _say(f"pushed {_destination(image)}@{digest}: {where} holds only ciphertext layers")
 
-            _step("Tenant: making a cosign key pair and signing the image (sigstore attachment in the registry)")
+            _step(f"Tenant: making a cosign key pair and signing the image (sigstore attachment in {where})")
             private_pem, public_pem = generate_key_pair(PASSPHRASE)
             _sign(image, digest, private_pem)
-            _say(f"signed {digest}")
+            _say(f"signed {digest}" + (f" as {LAYOUT_IDENTITY}" if server is None else ""))
 
             _step("Key broker: starting a KBS on 127.0.0.1 (SQLite store, simulated SGX root allowed)")
             kbs = EmbeddedKbs(base / "kbs", base / "state" / "sim-sgx")
@@ -230,7 +290,8 @@ def demo(
             )
 
             _step("Tenant: registering the KEK, the cosign public key, the signature policy and the reference values")
-            _register(kbs, base, registry.host, public_pem)
+            _register(kbs, base, image, public_pem)
+            _say(f"signature policy: {json.dumps(_policy_transports(image))}, everything else rejected")
 
             request = BootRequest(image=image, kbs_url=kbs.url, allow_sim=True, registry_tls_verify=False, name="demo")
             _step("Node: `sealpod run` the image in the enclave (attest, fetch keys, verify, decrypt, unpack, run)")
@@ -253,14 +314,14 @@ def demo(
             if code != 0:
                 raise SealpodError(f"the workload failed with exit status {code}")
 
-            _step("Refused: an image nobody signed (pushed to the same registry under another tag)")
-            unsigned = image.replace(":v1", ":unsigned")
-            _encrypt_and_push(base, layout_dir, f"docker://{unsigned}")
+            _step(f"Refused: an image nobody signed (pushed to {where} under another tag)")
+            unsigned = image.removesuffix(":v1") + ":unsigned"
+            _encrypt_and_push(base, layout_dir, _destination(unsigned))
             code = _run_enclave(BootRequest(**{**request.__dict__, "image": unsigned}))
             _say(f"exit status {code}: nothing was pulled, decrypted or run")
 
             _step("Refused: an enclave whose measurement the KBS does not have (another build of the enclave)")
-            _register(kbs, base, registry.host, public_pem, "00" * 32)
+            _register(kbs, base, image, public_pem, "00" * 32)
             code = _run_enclave(request)
             _say(f"exit status {code}: the KBS released no policy and no key")
 
@@ -271,8 +332,8 @@ def demo(
         finally:
             if kbs:
                 kbs.stop()
-            if registry:
-                registry.stop()
+            if server:
+                server.stop()
             if workdir is None:
                 shutil.rmtree(base, ignore_errors=True)
             else:

@@ -1,11 +1,11 @@
-"""``sealpod image ...``: the tenant's tools (encrypt; signing comes next)."""
+"""``sealpod image ...``: the tenant's tools: encrypt, sign, verify, keygen."""
 
 from __future__ import annotations
 
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -13,6 +13,9 @@ from sealpod.cli.common import CaFile, TlsVerify, err_console, escape, out_conso
 from sealpod.cli.policy import PolicyOption, RegistriesDOption, enforce
 from sealpod.cli.pull import PlatformOption, platform_or_host
 from sealpod.errors import KeyFileError, UsageError
+
+if TYPE_CHECKING:
+    from sealpod.oci.source import ImageStore
 
 app = typer.Typer(help="Tenant tools: encrypt, sign and verify images; make signing keys.", no_args_is_help=True)
 
@@ -110,7 +113,10 @@ def keygen(
 
 @app.command()
 def sign(
-    image: Annotated[str, typer.Argument(help="The image to sign: docker://REF or REF (signed as named).")],
+    image: Annotated[
+        str,
+        typer.Argument(help="The image to sign: docker://REF or REF (signed as named), or oci:DIR:TAG (--identity)."),
+    ],
     key: Annotated[Path | None, typer.Option("--key", help="cosign private key: writes a sigstore attachment.")] = None,
     sign_by: Annotated[
         str | None, typer.Option("--sign-by", help="GPG key fingerprint: writes a simple signature to the lookaside.")
@@ -122,7 +128,11 @@ def sign(
     tls_verify: TlsVerify = "true",
     ca_file: CaFile = None,
 ) -> None:
-    """Sign an image (cosign format with --key, GPG simple signing with --sign-by)."""
+    """Sign an image (cosign format with --key, GPG simple signing with --sign-by).
+
+    A registry image's signature goes where registries.d says; an OCI layout's (``--key`` only) into the layout itself,
+    as a ``sha256-<hex>.sig`` entry that ``cosign verify --local-image`` also reads.
+    """
 
     def action() -> None:
         from sealpod.oci.reference import parse_reference
@@ -135,8 +145,12 @@ def sign(
         if (key is None) == (sign_by is None):
             raise UsageError("give exactly one of --key (sigstore) and --sign-by (GPG)")
         location = parse_location(image)
-        if location.transport != "docker" or location.reference is None:
-            raise UsageError("only registry images can be signed", hint="push it first, then sign docker://REF")
+        if location.transport == "oci" and (key is None or identity is None):
+            raise UsageError(
+                "an OCI layout image is signed with --key and --identity",
+                hint="--identity names the docker reference the signature claims (the policy's exactReference or "
+                "exactRepository); GPG signatures need a registry's lookaside",
+            )
         claimed = identity or str(location.reference)
         parse_reference(claimed)
         store = open_store(location, registry_options(tls_verify, ca_file))
@@ -145,10 +159,10 @@ def sign(
             if key is not None:
                 private = sigstore.load_private_key(key.read_bytes(), _passphrase(passphrase_file, confirm=False))
                 payload = make_payload(COSIGN_TYPE, claimed, digest)
-                sigstore.write_attachment(store, digest, payload, sigstore.sign(private, payload))
-                where = f"docker://{location.reference.repository}:{sigstore.attachment_tag(digest)}"
+                where = _write_sigstore(store, digest, payload, sigstore.sign(private, payload))
             else:
                 assert sign_by is not None
+                assert location.reference is not None
                 payload = make_payload(ATOMIC_TYPE, claimed, digest)
                 signature = gpg.sign(payload, sign_by, home=gpg_home, passphrase_file=passphrase_file)
                 base = RegistriesD.load(registries_d).lookaside_base(location.reference, write=True)
@@ -158,6 +172,18 @@ def sign(
         err_console.print(escape(f"signed {digest} as {claimed}: {where}"))
 
     run(action)
+
+
+def _write_sigstore(store: ImageStore, digest: str, payload: bytes, signature: bytes) -> str:
+    """Attach a sigstore signature in the registry, or in the layout (with cosign's markers); says where."""
+    from sealpod.oci.source import LayoutStore, RegistryStore
+    from sealpod.signature import layout, sigstore
+
+    if isinstance(store, LayoutStore):
+        return f"oci:{store.layout.path}:{layout.write_signature(store, digest, payload, signature)}"
+    assert isinstance(store, RegistryStore)
+    sigstore.write_attachment(store, digest, payload, signature)
+    return f"docker://{store.reference.repository}:{sigstore.attachment_tag(digest)}"
 
 
 @app.command()

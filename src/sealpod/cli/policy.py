@@ -39,8 +39,6 @@ def enforce(
 
     policy = load_policy(policy_path)
     digest = image.index_digest or image.manifest_digest
-    subject = ImageUnderCheck(location.transport, location.reference, digest, path=location.path)
-    signatures = ImageSignatures(
-        location.reference, digest, store if location.transport == "docker" else None, RegistriesD.load(registries_d)
-    )
+    subject = ImageUnderCheck(location.transport, location.reference, digest, path=location.path, tag=location.tag)
+    signatures = ImageSignatures.for_location(location, digest, store, RegistriesD.load(registries_d))
     return policy.evaluate(subject, signatures)

@@ -17,6 +17,10 @@ from sealpod.oci.models import Descriptor, Index, parse_json, parse_model
 from sealpod.oci.registry import CHUNK, FetchedManifest, Progress
 
 REF_NAME = "org.opencontainers.image.ref.name"
+#: ``cosign save`` marks its index entries with this annotation (``dev.cosignproject.cosign/image``, ``.../sigs``...).
+KIND = "kind"
+#: Entries that hold signatures or attestations, not images: never "the only image" of a layout.
+ARTIFACT_KINDS = ("dev.cosignproject.cosign/sigs", "dev.cosignproject.cosign/atts")
 LAYOUT_FILE = "oci-layout"
 LAYOUT_VERSION = "1.0.0"
 
@@ -54,14 +58,16 @@ class OciLayout:
         return parse_model(Index, parse_json(raw, str(index_file)), str(index_file))
 
     def find(self, tag: str | None) -> Descriptor:
-        """The index entry named ``tag``, or the only entry when no tag is given."""
+        """The index entry named ``tag``, or the only image entry when no tag is given (signature and attestation
+        entries, which ``cosign save`` and ``sealpod image sign`` add, are not images)."""
         index = self.read_index()
         if tag is None:
-            if len(index.manifests) == 1:
-                return index.manifests[0]
-            names = [d.annotations.get(REF_NAME, "?") for d in index.manifests if d.annotations]
+            images = [d for d in index.manifests if (d.annotations or {}).get(KIND) not in ARTIFACT_KINDS]
+            if len(images) == 1:
+                return images[0]
+            names = [d.annotations.get(REF_NAME, "?") for d in images if d.annotations]
             raise LayoutError(
-                f"{self.path} holds {len(index.manifests)} images; say which",
+                f"{self.path} holds {len(images)} images; say which",
                 hint=f"use oci:{self.path}:TAG with one of: {', '.join(names) or '(no names)'}",
             )
         for descriptor in index.manifests:
@@ -158,18 +164,37 @@ class OciLayout:
             self.put_blob([data], digest, len(data))
         return Descriptor(media_type=media_type, digest=digest, size=len(data))
 
-    def tag(self, descriptor: Descriptor, name: str | None) -> None:
-        """Add ``descriptor`` to ``index.json`` under ``name`` (replacing an entry of that name)."""
+    def tag(self, descriptor: Descriptor, name: str | None, annotations: dict[str, str] | None = None) -> None:
+        """Add ``descriptor`` to ``index.json`` under ``name`` (replacing an entry of that name), with
+        ``annotations`` on its entry."""
         self.init()
         index = self.read_index()
         entries = [d.to_json_dict() for d in index.manifests]
         entry = descriptor.to_json_dict()
+        if annotations:
+            entry["annotations"] = {**entry.get("annotations", {}), **annotations}
         if name:
             entry["annotations"] = {**entry.get("annotations", {}), REF_NAME: name}
             entries = [e for e in entries if e.get("annotations", {}).get(REF_NAME) != name]
         else:
             entries = [e for e in entries if e["digest"] != descriptor.digest]
         entries.append(entry)
+        _atomic_write(self.path / "index.json", _index_bytes(entries))
+
+    def mark(self, key: str, value: str, digest: str) -> None:
+        """Annotate the entries of ``digest`` with ``key: value`` and take that annotation from every other entry
+        (a marker that one manifest carries, as ``cosign save``'s ``kind`` markers)."""
+        entries = [d.to_json_dict() for d in self.read_index().manifests]
+        for entry in entries:
+            annotations = dict(entry.get("annotations", {}))
+            if entry["digest"] == digest:
+                annotations[key] = value
+            elif annotations.get(key) == value:
+                del annotations[key]
+            if annotations:
+                entry["annotations"] = annotations
+            else:
+                entry.pop("annotations", None)
         _atomic_write(self.path / "index.json", _index_bytes(entries))
 
 

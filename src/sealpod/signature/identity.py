@@ -62,23 +62,26 @@ def _remap(image: ImageReference, prefix: str, signed_prefix: str) -> ImageRefer
         return None
 
 
-def matches(identity: SignedIdentity, image: ImageReference, signed_text: str) -> bool:
-    """Whether a signature claiming ``signed_text`` may stand for ``image`` under ``identity``."""
+def matches(identity: SignedIdentity, image: ImageReference | None, signed_text: str) -> bool:
+    """Whether a signature claiming ``signed_text`` may stand for ``image`` under ``identity``; an image without a
+    docker reference (``oci:``) matches only ``exactReference`` and ``exactRepository``."""
     signed = parse_signature_identity(signed_text)
     if signed is None:
         return False
     kind = identity.kind
+    if kind == "exactReference":
+        assert identity.docker_reference is not None
+        return _exact(identity.docker_reference, signed)
+    if kind == "exactRepository":
+        return signed.repository == identity.docker_repository
+    if image is None:
+        return False
     if kind == "matchExact":
         return _exact(image, signed)
     if kind == "matchRepoDigestOrExact":
         return _repo_digest_or_exact(image, signed)
     if kind == "matchRepository":
         return image.repository == signed.repository
-    if kind == "exactReference":
-        assert identity.docker_reference is not None
-        return _exact(identity.docker_reference, signed)
-    if kind == "exactRepository":
-        return signed.repository == identity.docker_repository
     if kind == "remapIdentity":
         assert identity.prefix is not None
         assert identity.signed_prefix is not None

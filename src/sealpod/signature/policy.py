@@ -2,8 +2,10 @@
 
 Scope lookup for ``docker``: the full reference, the repository, each parent namespace, the host[:port], then the
 transport's ``""`` and the global ``default``; only the most specific list applies. For ``oci`` the scopes are the
-layout directory (``DIR[:TAG]``) and its parents. Every requirement of the list must pass; a signature requirement
-passes when at least one signature satisfies it. An unknown requirement type is a parse error, never an accept.
+layout directory (as containers/image: not its tag) and its parents. An ``oci`` image has no docker reference, so
+only the ``exactReference`` and ``exactRepository`` identities can accept its signatures (as in containers/image).
+Every requirement of the list must pass; a signature requirement passes when at least one signature satisfies it.
+An unknown requirement type is a parse error, never an accept.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from sealpod.signature.identity import KINDS, SignedIdentity
 
 DEFAULT_POLICY_PATH = Path("/etc/containers/policy.json")
 MAX_POLICY_BYTES = 4 * 1024 * 1024
+UNNAMED_IDENTITIES = "an image without a docker reference needs exactReference or exactRepository"
 
 #: Resolves a ``kbs://`` keyPath to the key's bytes (the enclave passes the KBS client's getter).
 ResourceGetter = Callable[[str], bytes]
@@ -56,9 +59,13 @@ class ImageUnderCheck:
     reference: ImageReference | None
     manifest_digest: str
     path: str | None = None
+    tag: str | None = None
 
     def describe(self) -> str:
-        return f"oci:{self.path}" if self.transport == "oci" else f"docker://{self.reference}"
+        """How messages name the image."""
+        if self.transport == "oci":
+            return f"oci:{self.path}" + (f":{self.tag}" if self.tag else "")
+        return f"docker://{self.reference}"
 
 
 class Requirement:
@@ -116,14 +123,13 @@ class _SignatureRequirement(Requirement):
                 reasons.append(check.error)
             elif check.claimed_digest != image.manifest_digest:
                 reasons.append(f"signed manifest {check.claimed_digest} is not {image.manifest_digest}")
-            elif (
-                image.reference is None
-                or check.claimed_reference is None
-                or not matches(self.identity, image.reference, check.claimed_reference)
+            elif check.claimed_reference is None or not matches(
+                self.identity, image.reference, check.claimed_reference
             ):
+                unnamed = image.reference is None and self.identity.kind not in ("exactReference", "exactRepository")
                 reasons.append(
                     f"signed identity {check.claimed_reference!r} is not accepted by {self.identity.kind} "
-                    f"for {image.describe()}"
+                    f"for {image.describe()}" + (f" ({UNNAMED_IDENTITIES})" if unnamed else "")
                 )
             else:
                 return

@@ -181,10 +181,13 @@ class AttachedSignature:
     signature: bytes
 
 
-def read_attachment(store: AttachmentStore, manifest_digest: str) -> tuple[Manifest | None, list[AttachedSignature]]:
-    """The signatures attached to ``manifest_digest`` (none when the ``.sig`` tag does not exist)."""
+def read_attachment(
+    store: AttachmentStore, manifest_digest: str, selector: str | None = None
+) -> tuple[Manifest | None, list[AttachedSignature]]:
+    """The signatures attached to ``manifest_digest`` (none when the ``.sig`` tag does not exist); ``selector`` reads
+    the attachment manifest from another tag or digest instead."""
     try:
-        fetched = store.get_manifest(attachment_tag(manifest_digest))
+        fetched = store.get_manifest(selector or attachment_tag(manifest_digest))
     except NotFoundError:
         return None, []
     try:

@@ -1,9 +1,11 @@
 """Finding and checking an image's signatures: sigstore attachments in its repository (when registries.d enables
-them) and GPG signatures in its lookaside store. Implements the policy's ``SignatureVerifier``."""
+them) or in its OCI layout (:mod:`sealpod.signature.layout`, always read), and GPG signatures in its lookaside store.
+Implements the policy's ``SignatureVerifier``."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
 import httpx
@@ -14,6 +16,9 @@ from sealpod.signature import gpg, sigstore
 from sealpod.signature.payload import ATOMIC_TYPE, COSIGN_TYPE, parse_payload
 from sealpod.signature.policy import SignatureCheck
 from sealpod.signature.registriesd import RegistriesD, lookaside_url
+
+if TYPE_CHECKING:
+    from sealpod.oci.source import ImageLocation, ImageStore, LayoutStore
 
 MAX_LOOKASIDE_SIGNATURES = 64
 
@@ -73,15 +78,32 @@ class ImageSignatures:
         manifest_digest: str,
         store: sigstore.AttachmentStore | None,
         registries: RegistriesD,
+        layout: LayoutStore | None = None,
     ) -> None:
         self.reference = reference
         self.manifest_digest = manifest_digest
         self.store = store
         self.registries = registries
+        self.layout = layout
         self._sigstore: list[sigstore.AttachedSignature] | None = None
         self._gpg: list[bytes] | None = None
 
+    @classmethod
+    def for_location(
+        cls, location: ImageLocation, manifest_digest: str, store: ImageStore, registries: RegistriesD
+    ) -> ImageSignatures:
+        """The signatures of the image at ``location``: its registry's attachments and lookaside, or its layout's."""
+        from sealpod.oci.source import LayoutStore
+
+        if isinstance(store, LayoutStore):
+            return cls(None, manifest_digest, None, registries, layout=store)
+        return cls(location.reference, manifest_digest, store, registries)
+
     def _attached(self) -> list[sigstore.AttachedSignature]:
+        if self._sigstore is None and self.layout is not None:
+            from sealpod.signature.layout import read_signatures
+
+            self._sigstore = read_signatures(self.layout, self.manifest_digest)
         if self._sigstore is None:
             self._sigstore = []
             reference, store = self.reference, self.store
