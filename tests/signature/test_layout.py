@@ -28,18 +28,6 @@ PASS = b"pw"
 IDENTITY = "r.io/release/app:1.0"
 
 
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    base = tmp_path_factory.mktemp("keys")
-    out: dict[str, Any] = {}
-    for name in ("good", "other"):
-        private, public = sigstore.generate_key_pair(PASS)
-        (base / f"{name}.pub").write_bytes(public)
-        out[name] = sigstore.load_private_key(private, PASS)
-        out[f"{name}.pub"] = base / f"{name}.pub"
-    return out
-
-
 @pytest.fixture
 def images(tmp_path: Path) -> dict[str, str]:
     """A layout with two images, v1 and v2: their manifest digests."""

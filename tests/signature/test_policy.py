@@ -27,18 +27,6 @@ OTHER_DIGEST = "sha256:" + "b" * 64
 PASS = b"pw"
 
 
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    base = tmp_path_factory.mktemp("keys")
-    out: dict[str, Any] = {}
-    for name in ("good", "other"):
-        private, public = sigstore.generate_key_pair(PASS)
-        (base / f"{name}.pub").write_bytes(public)
-        out[name] = sigstore.load_private_key(private, PASS)
-        out[f"{name}.pub"] = base / f"{name}.pub"
-    return out
-
-
 def _signatures(
     tmp_path: Path, keys: dict[str, Any], image: str, signed: list[tuple[str, str, str]], attachments: bool = True
 ) -> ImageSignatures:
