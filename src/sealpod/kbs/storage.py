@@ -94,7 +94,11 @@ class Storage:
                         conn.execute(_PURGE.replace("?", self._param), (int(time.time()),))
                         last_purge = time.monotonic()
                     if self._sqlite:
+                        # PASSIVE copies the bulk without blocking anyone; under constant writes it never catches
+                        # up, so the WAL would grow without end: RESTART then copies the few frames written
+                        # meanwhile (blocking writers for that long) and makes the next writer start the WAL over
                         conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                        conn.execute("PRAGMA wal_checkpoint(RESTART)")
                 except Exception as err:  # a busy or unreachable store: try again at the next round
                     log.debug("storage housekeeping failed: %s", err)
         finally:
