@@ -69,7 +69,7 @@ def serve(
             err_console.print("[yellow]warning:[/] INSECURE admin mode: anyone can change resources and policies")
         if settings.attestation.allow_sim:
             err_console.print("[yellow]note:[/] the simulated SGX root is trusted: sim proves the flow, not hardware")
-        build_app(settings)  # fail fast on a bad configuration, before starting workers
+        build_app(settings).kbs.storage.close()  # fail fast on a bad configuration, before starting workers
         if config is not None:
             os.environ[CONFIG_ENV] = str(config.absolute())
         serve_workers(

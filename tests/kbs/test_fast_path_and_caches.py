@@ -1,0 +1,119 @@
+"""The raw ASGI fast path for the handshake and the per-process caches in front of the store: a session cached by
+one process does not let a second attestation of its nonce through on another, and answers stay those of the
+Starlette routes."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from sealpod.jose import public_jwk
+from sealpod.kbs import resource_jwe
+from sealpod.kbs.admin_client import AdminClient
+from sealpod.kbs.caches import IssuedTokens, SessionCache
+from sealpod.kbs.protocol import PROTOCOL_VERSION, report_data
+from sealpod.kbs.storage import Session
+from sealpod.tee.sim import SimPlatform
+from tests.kbs.conftest import MRE, MRS, KbsProcess, error_of, register_enclave
+
+
+def _attest_body(sim: SimPlatform, nonce: str, jwk: dict[str, Any]) -> dict[str, Any]:
+    quote = sim.quote(report_data=report_data(nonce, jwk), mr_enclave=MRE, mr_signer=MRS)
+    return {
+        "runtime-data": {"nonce": nonce, "tee-pubkey": jwk},
+        "tee-evidence": {"primary_evidence": {"quote": base64.b64encode(quote).decode()}, "additional_evidence": ""},
+    }
+
+
+def test_one_attestation_per_nonce_across_two_processes(
+    kbs_factory: Callable[..., KbsProcess], sim: SimPlatform
+) -> None:
+    first = kbs_factory(name="first")
+    second = kbs_factory(name="second")  # the same SQLite store
+    register_enclave(first.url)
+    with AdminClient(first.url) as admin:
+        admin.put_resource("default/key/1", b"secret")
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwk = public_jwk(key.public_key(), "ECDH-ES+A256KW")
+    auth = httpx.post(f"{first.url}/kbs/v0/auth", json={"version": PROTOCOL_VERSION, "tee": "sgx"})
+    cookie = {"Cookie": f"kbs-session-id={auth.cookies['kbs-session-id']}"}
+    nonce = auth.json()["nonce"]  # the first process has this session cached, not attested
+
+    evidence = _attest_body(sim, nonce, jwk)
+    won = httpx.post(f"{second.url}/kbs/v0/attest", json=evidence, headers=cookie)
+    assert won.status_code == 200, won.text
+
+    # fresh, valid evidence for the same nonce, sent to the process whose cache still says "not attested"
+    replay = httpx.post(f"{first.url}/kbs/v0/attest", json=_attest_body(sim, nonce, jwk), headers=cookie)
+    assert error_of(replay)[:2] == (401, "AttestationError")
+    assert "already attested with other evidence" in error_of(replay)[2]
+    again = httpx.post(f"{first.url}/kbs/v0/attest", json=evidence, headers=cookie)
+    assert again.json()["token"] == won.json()["token"], "the same evidence gets the recorded token"
+    replay_second = httpx.post(f"{second.url}/kbs/v0/attest", json=_attest_body(sim, nonce, jwk), headers=cookie)
+    assert "already attested" in error_of(replay_second)[2]
+
+    # the first process learns the session's token from the store for a cookie-only resource request
+    resource = httpx.get(f"{first.url}/kbs/v0/resource/default/key/1", headers=cookie)
+    assert resource.status_code == 200, resource.text
+    assert resource_jwe.decrypt(resource.json(), key) == b"secret"
+    # a token signed by the other process is verified in full, and works
+    bearer = {"Authorization": f"Bearer {won.json()['token']}"}
+    assert httpx.get(f"{first.url}/kbs/v0/resource/default/key/1", headers=bearer).status_code == 200
+
+
+def test_fast_path_answers_as_the_routes_do(kbs_factory: Callable[..., KbsProcess]) -> None:
+    server = kbs_factory()
+    assert error_of(httpx.get(f"{server.url}/kbs/v0/resource/default/key/"))[:2] == (404, "InvalidRequestPath")
+    assert error_of(httpx.get(f"{server.url}/kbs/v0/resource/a/b/c/d"))[:2] == (404, "InvalidRequestPath")
+    assert error_of(httpx.get(f"{server.url}/kbs/v0/resource/a/b/.c"))[:2] == (404, "InvalidRequestPath")
+    assert httpx.get(f"{server.url}/kbs/v0/auth").status_code == 405
+    malformed = httpx.post(f"{server.url}/kbs/v0/auth", content=b"{not json")
+    assert error_of(malformed)[:2] == (401, "InvalidRequest")
+    too_big = httpx.post(f"{server.url}/kbs/v0/attest", content=b" " * (3 * 1024 * 1024))
+    assert error_of(too_big)[:2] == (413, "InvalidRequest")
+    auth = httpx.post(f"{server.url}/kbs/v0/auth", json={"version": PROTOCOL_VERSION, "tee": "sgx"})
+    assert auth.status_code == 200
+    assert auth.headers["content-type"] == "application/json"
+    assert auth.headers["set-cookie"].endswith("; Path=/kbs; HttpOnly")
+    with AdminClient(server.url) as admin:  # insecure admin mode: an anonymous GET is the admin's plain read
+        admin.put_resource("default/key/plain", b"\x00raw")
+    plain = httpx.get(f"{server.url}/kbs/v0/resource/default/key/plain")
+    assert (plain.content, plain.headers["content-type"]) == (b"\x00raw", "application/octet-stream")
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert "sealpod_kbs_requests_auth_total 2" in metrics  # the 405 is Starlette's, before any handler
+    assert "sealpod_kbs_requests_resource_total 3" in metrics  # with the admin's POST
+    assert "sealpod_kbs_errors_InvalidRequestPath_total 1" in metrics  # unmatched paths are Starlette's 404s
+
+
+def test_session_cache_forgets_expired_sessions() -> None:
+    cache = SessionCache(size=2)
+    cache.put(Session("a", "n", "sgx", 100, None, None))
+    assert cache.get("a", now=100) is not None
+    assert cache.get("a", now=101) is None
+    for name in "bcd":
+        cache.put(Session(name, "n", "sgx", 100, None, None))
+    assert cache.get("b", now=0) is None, "bounded: the least recently used goes"
+
+
+def test_issued_tokens_are_checked_for_expiry() -> None:
+    from sealpod.attestation import ear
+    from sealpod.jose import JoseError
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    token, claims = ear.issue_with_claims(
+        key, issuer="i", policy_id="p", vector={"executables": 2}, annotated_evidence={}, now=1000, lifetime=10
+    )
+    assert ear.verify(token, key.public_key(), now=1005) == claims
+    issued = IssuedTokens()
+    issued.put(token, claims, key.public_key())
+    hit = issued.get(token)
+    assert hit is not None
+    assert ear.check_expiry(hit.claims, now=1010) is claims
+    with pytest.raises(JoseError, match="expired"):
+        ear.check_expiry(hit.claims, now=1011)
+    assert issued.get(token[:-2] + "AA") is None
