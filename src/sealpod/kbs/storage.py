@@ -16,6 +16,8 @@ from sealpod.errors import SealpodError
 
 log = logging.getLogger(__name__)
 _PURGE = "DELETE FROM sessions WHERE expires < ?"
+#: How long a request's statement waits for another SQLite writer (what the busy timeout was).
+BUSY_WAIT = 30.0
 
 _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS resources (path TEXT PRIMARY KEY, data {blob} NOT NULL, updated BIGINT NOT NULL)",
@@ -47,7 +49,7 @@ class Storage:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._maintenance: threading.Thread | None = None
-        self._conn = self._connect()
+        self._conn = self._connect(poll_busy=True)
         self._param = "?" if self._sqlite else "%s"
         for statement in _SCHEMA:
             self._execute(statement.format(blob="BLOB" if self._sqlite else "BYTEA"))
@@ -56,7 +58,10 @@ class Storage:
     def _sqlite(self) -> bool:
         return not self.url.startswith(("postgresql://", "postgres://"))
 
-    def _connect(self) -> Any:
+    def _connect(self, *, poll_busy: bool = False) -> Any:
+        """A connection; with ``poll_busy`` (SQLite, the request path's) statements fail at once on another
+        writer's lock and :meth:`_execute` polls: SQLite's busy handler sleeps a millisecond or more per try,
+        with the event loop stalled all that while."""
         if not self._sqlite:
             import psycopg
 
@@ -68,6 +73,8 @@ class Storage:
         # NORMAL: a committed transaction is in the WAL before commit returns, so a killed process loses
         # nothing; admin writes (resources, policies, references) switch to FULL to survive power loss too.
         conn.execute("PRAGMA synchronous=NORMAL")
+        if poll_busy:
+            conn.execute("PRAGMA busy_timeout=0")
         return conn
 
     def start_maintenance(self, interval: float = 1.0, purge_every: float = 30.0) -> None:
@@ -111,13 +118,33 @@ class Storage:
             try:
                 if durable and sqlite:
                     self._conn.execute("PRAGMA synchronous=FULL")
-                cursor = self._conn.execute(sql, params)
-                rows = list(cursor.fetchall()) if cursor.description else []
+                rows = self._run(sql, params) if sqlite else self._fetch(sql, params)
                 if durable and sqlite:
                     self._conn.execute("PRAGMA synchronous=NORMAL")
                 return rows
             except Exception as err:  # sqlite3.Error / psycopg.Error: the store itself failed
                 raise SealpodError(f"KBS storage error: {err}", hint=f"check the store at {self.url}") from err
+
+    def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        cursor = self._conn.execute(sql, params)
+        return list(cursor.fetchall()) if cursor.description else []
+
+    def _run(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """One autocommit statement, tried again while another connection holds the write lock (in steps of 50 us
+        to 1 ms, for up to BUSY_WAIT seconds): nothing of a statement that failed busy was committed."""
+        delay, deadline = 50e-6, 0.0
+        while True:
+            try:
+                return self._fetch(sql, params)
+            except sqlite3.OperationalError as err:
+                if (getattr(err, "sqlite_errorcode", 0) & 0xFF) != sqlite3.SQLITE_BUSY:
+                    raise
+                now = time.monotonic()
+                deadline = deadline or now + BUSY_WAIT
+                if now >= deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.001)
 
     def close(self) -> None:
         """Stop the housekeeping and close the connection."""
