@@ -107,6 +107,7 @@ def serve_workers(host: str, port: int, workers: int, certfile: str | None, keyf
             factory=True,
             http=CoalescingHttpToolsProtocol,
             log_level="warning",
+            access_log=False,  # at log level warning it was never shown, yet formatted per request
             ssl_certfile=certfile,
             ssl_keyfile=keyfile,
         )
