@@ -75,7 +75,7 @@ class AttestationService:
             raise AttestationError("the SGX quote is not base64") from None
         quote = parse_quote(raw)
         collateral = self.collateral(*_selector_for_chain(quote.certification_data))
-        verdict = self.verifier.verify(raw, collateral, now=now, allow_debug=self.settings.allow_debug)
+        verdict = self.verifier.verify_parsed(quote, collateral, now=now, allow_debug=self.settings.allow_debug)
         if verdict.quote.report.report_data != expected.ljust(64, b"\0")[:64]:
             raise AttestationError(
                 "the quote's report data does not bind this session's nonce and tee-pubkey",

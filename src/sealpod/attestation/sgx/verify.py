@@ -387,7 +387,20 @@ class DcapVerifier:
         allow_expired: bool = False,
     ) -> SgxVerdict:
         """Verify ``raw_quote`` at time ``now`` (seconds since the epoch); raise on any failure."""
-        quote = parse_quote(raw_quote)
+        return self.verify_parsed(
+            parse_quote(raw_quote), collateral, now=now, allow_debug=allow_debug, allow_expired=allow_expired
+        )
+
+    def verify_parsed(
+        self,
+        quote: Quote,
+        collateral: Collateral,
+        *,
+        now: int,
+        allow_debug: bool = False,
+        allow_expired: bool = False,
+    ) -> SgxVerdict:
+        """:meth:`verify` of a quote already parsed with :func:`parse_quote` (its ``raw`` is what is verified)."""
         if quote.header.qe_vendor_id != INTEL_QE_VENDOR_ID:
             raise QuoteVerificationError(f"unknown QE vendor ID {quote.header.qe_vendor_id.hex()}")
         try:
