@@ -60,69 +60,93 @@ def cookie_header(session: Session) -> str:
     return f"{SESSION_COOKIE}={session.id}; Expires={_cookie_expires(session.expires)}; Path=/kbs; HttpOnly"
 
 
+Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
+
+
 class FastRcar:
-    """The ASGI app: the handshake's requests here, the rest to ``fallback``."""
+    """The ASGI app: the handshake's requests here, the rest to ``fallback``. :meth:`route` and :meth:`respond`
+    are plain functions, for the HTTP protocol to call without ASGI (see :mod:`http_protocol`)."""
 
     def __init__(self, kbs: Kbs, fallback: App) -> None:
         self.kbs = kbs
         self.fallback = fallback
         self.max_body = kbs.config.http.max_body_bytes
 
+    @staticmethod
+    def route(method: str, path: str) -> str | None:
+        """``auth``, ``attest`` or ``resource`` for a request of the handshake; None for anything else."""
+        if method == "POST":
+            if path == "/kbs/v0/auth":
+                return "auth"
+            if path == "/kbs/v0/attest":
+                return "attest"
+        elif method == "GET" and path.startswith(RESOURCE_PREFIX) and _resource_parts(path) is not None:
+            return "resource"
+        return None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        name = self.route(scope["method"], scope["path"]) if scope["type"] == "http" else None
+        if name is None:
             await self.fallback(scope, receive, send)
             return
-        method, path = scope["method"], scope["path"]
-        if method == "POST" and path == "/kbs/v0/auth":
-            await self._run("auth", scope, receive, send)
-        elif method == "POST" and path == "/kbs/v0/attest":
-            await self._run("attest", scope, receive, send)
-        elif method == "GET" and path.startswith(RESOURCE_PREFIX) and _resource_parts(path) is not None:
-            await self._run("resource", scope, receive, send)
-        else:
-            await self.fallback(scope, receive, send)
+        error: KbsError | None = None
+        body = b""
+        if name != "resource":
+            try:
+                body = await self._body(receive)
+            except KbsError as err:
+                error = err
+        status, headers, content = self.respond(
+            name, scope["path"], scope["query_string"], dict(scope["headers"]), body, error
+        )
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
 
-    async def _run(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
+    def respond(
+        self,
+        name: str,
+        path: str,
+        query_string: bytes,
+        headers: dict[bytes, bytes],
+        body: bytes,
+        error: KbsError | None = None,
+    ) -> Answer:
+        """Status, headers and body of the answer to request ``name`` (of :meth:`route`); ``error`` is an error
+        met while reading the request (its body too large)."""
         kbs = self.kbs
         kbs.counters[f"requests_{name}"] += 1
-        headers = dict(scope["headers"])
         extra: list[tuple[bytes, bytes]] = []
         status = 200
         try:
+            if error is not None:
+                raise error
             if name == "resource":
-                content_type, body = self._resource(scope, headers)
+                content_type, content = self._resource(path, query_string, headers)
             else:
-                request = await self._body(receive)
-                session_id = cookie_value(headers) if name == "attest" else None
                 if name == "auth":
-                    payload, session = kbs.start_session(request)
+                    payload, session = kbs.start_session(body)
                 else:
-                    payload, session = kbs.attest_session(session_id, request)
-                content_type, body = _JSON, _json(payload)
+                    payload, session = kbs.attest_session(cookie_value(headers), body)
+                content_type, content = _JSON, _json(payload)
                 extra.append((b"set-cookie", cookie_header(session).encode("latin-1")))
         except SealpodError as err:
             if isinstance(err, KbsError):
                 kbs.counters[f"errors_{err.variant}"] += 1
-            status, error = error_body(err)
-            content_type, body = _JSON, _json(error)
+            status, detail = error_body(err)
+            content_type, content = _JSON, _json(detail)
             extra = []
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-length", str(len(body)).encode()), content_type, *extra],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        return status, [(b"content-length", str(len(content)).encode()), content_type, *extra], content
 
-    def _resource(self, scope: Scope, headers: dict[bytes, bytes]) -> tuple[tuple[bytes, bytes], bytes]:
-        repository, kind, tag = _resource_parts(scope["path"]) or ("", "", "")
+    def _resource(
+        self, url_path: str, query_string: bytes, headers: dict[bytes, bytes]
+    ) -> tuple[tuple[bytes, bytes], bytes]:
+        repository, kind, tag = _resource_parts(url_path) or ("", "", "")
         path = check_resource_path(repository, kind, tag)
         authorization = headers.get(b"authorization")
-        query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+        query = dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
         released = self.kbs.release_resource(
             path,
-            f"GET {scope['path']}",
+            f"GET {url_path}",
             authorization.decode("latin-1") if authorization is not None else None,
             cookie_value(headers),
             query,
