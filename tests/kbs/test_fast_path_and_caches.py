@@ -5,6 +5,7 @@ Starlette routes."""
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -117,3 +118,48 @@ def test_issued_tokens_are_checked_for_expiry() -> None:
     with pytest.raises(JoseError, match="expired"):
         ear.check_expiry(hit.claims, now=1011)
     assert issued.get(token[:-2] + "AA") is None
+
+
+def _raw_exchange(server: KbsProcess, data: bytes) -> bytes:
+    """Send ``data`` on one connection; everything the server sends until it closes or goes quiet."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(data)
+        sock.settimeout(1.0)
+        received = b""
+        try:
+            while chunk := sock.recv(65536):
+                received += chunk
+        except TimeoutError:
+            pass
+        return received
+
+
+def test_fast_lane_keeps_http_semantics(kbs_factory: Callable[..., KbsProcess]) -> None:
+    server = kbs_factory()
+    auth = json.dumps({"version": PROTOCOL_VERSION, "tee": "sgx"}).encode()
+    post = b"POST /kbs/v0/auth HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(auth), auth)
+    # pipelined: a fast request, an ASGI one, a fast one; answered in order on the kept-alive connection
+    answer = _raw_exchange(server, post + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + post)
+    assert answer.count(b"HTTP/1.1 ") == answer.count(b"HTTP/1.1 200 OK\r\n") == 3
+    assert answer.index(b'"status":"ok"') < answer.rindex(b"set-cookie: kbs-session-id=")
+    assert answer.count(b"set-cookie: kbs-session-id=") == 2
+    # HTTP/1.0 and Connection: close end the connection after the answer
+    for request in (
+        post.replace(b"HTTP/1.1", b"HTTP/1.0"),
+        post.replace(b"Host: x\r\n", b"Host: x\r\nConnection: close\r\n"),
+    ):
+        answer = _raw_exchange(server, request + post)
+        assert answer.count(b" 200 OK\r\n") == 1, "nothing is answered after the close"
+        assert b"connection: close\r\n" in answer
+    # Expect: 100-continue goes the ASGI way, which sends the interim response
+    expect = post.replace(b"Host: x\r\n", b"Host: x\r\nExpect: 100-continue\r\n")
+    answer = _raw_exchange(server, expect)
+    assert b"HTTP/1.1 100 Continue" in answer
+    assert b"set-cookie: kbs-session-id=" in answer
+    # a body over the limit is refused after it is read, and the connection stays usable
+    big = b"POST /kbs/v0/attest HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (3 * 1024 * 1024)
+    answer = _raw_exchange(server, big + b" " * (3 * 1024 * 1024) + post)
+    assert answer.startswith(b"HTTP/1.1 413 ")
+    assert answer.count(b"set-cookie: kbs-session-id=") == 1

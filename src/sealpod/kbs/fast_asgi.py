@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
@@ -40,6 +40,11 @@ def error_body(err: SealpodError) -> tuple[int, dict[str, str]]:
     if err.hint:
         body["detail"] += f" (hint: {err.hint})"
     return err.status, body
+
+
+def first_values(headers: Iterable[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
+    """Header names to their first value (what Starlette's ``headers.get`` answers)."""
+    return dict(reversed(list(headers)))
 
 
 def cookie_value(headers: dict[bytes, bytes]) -> str | None:
@@ -97,7 +102,7 @@ class FastRcar:
             except KbsError as err:
                 error = err
         status, headers, content = self.respond(
-            name, scope["path"], scope["query_string"], dict(scope["headers"]), body, error
+            name, scope["path"], scope["query_string"], first_values(scope["headers"]), body, error
         )
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
