@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -132,13 +133,17 @@ class Storage:
     def _run(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         """One autocommit statement, tried again while another connection holds the write lock (in steps of 50 us
         to 1 ms, for up to BUSY_WAIT seconds): nothing of a statement that failed busy was committed."""
-        delay, deadline = 50e-6, 0.0
+        delay, deadline, spins = 50e-6, 0.0, 0
         while True:
             try:
                 return self._fetch(sql, params)
             except sqlite3.OperationalError as err:
                 if (getattr(err, "sqlite_errorcode", 0) & 0xFF) != sqlite3.SQLITE_BUSY:
                     raise
+                if spins < 64:
+                    spins += 1
+                    os.sched_yield()
+                    continue
                 now = time.monotonic()
                 deadline = deadline or now + BUSY_WAIT
                 if now >= deadline:
