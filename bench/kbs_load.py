@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import hashlib
 import json
 import multiprocessing
 import os
@@ -38,7 +39,7 @@ from sealpod.attestation.sgx.verify import DcapVerifier
 from sealpod.jose import public_jwk
 from sealpod.kbs import resource_jwe
 from sealpod.kbs.admin_client import AdminClient
-from sealpod.kbs.protocol import PROTOCOL_VERSION, report_data
+from sealpod.kbs.protocol import PROTOCOL_VERSION, jcs, report_data
 from sealpod.oci.localregistry import free_port
 from sealpod.tee.sim import SimPlatform
 
@@ -113,19 +114,34 @@ class Connection(asyncio.Protocol):
             self.transport.close()
 
 
-async def handshake(conn: Connection, sim: SimPlatform, key: ec.EllipticCurvePrivateKey, jwk: dict[str, str]) -> None:
+class Binding:
+    """The report data for a nonce and this client's tee-pubkey: the same JCS/SHA-384 as protocol.report_data (checked
+    at start), with the canonical form of the fixed parts made once (the load generator shares the server's CPU)."""
+
+    def __init__(self, jwk: dict[str, str]) -> None:
+        self.jwk = jwk
+        self.tail = b',"tee-pubkey":' + jcs(jwk) + b"}"
+        if self("bm9uY2U=") != report_data("bm9uY2U=", jwk):
+            raise RuntimeError("the load generator's binding differs from protocol.report_data")
+
+    def __call__(self, nonce: str) -> bytes:
+        canonical = b'{"additional-evidence":"","nonce":' + jcs(nonce) + self.tail
+        return hashlib.sha384(canonical).digest()
+
+
+async def handshake(conn: Connection, sim: SimPlatform, key: ec.EllipticCurvePrivateKey, binding: Binding) -> None:
     status, data, cookie = await conn.request(
         "POST", "/kbs/v0/auth", {"version": PROTOCOL_VERSION, "tee": "sgx", "extra-params": ""}
     )
     if status != 200 or not cookie:
         raise RuntimeError(f"auth {status}")
     nonce = json.loads(data)["nonce"]
-    quote = sim.quote(report_data=report_data(nonce, jwk), mr_enclave=MRE, mr_signer=MRS)
+    quote = sim.quote(report_data=binding(nonce), mr_enclave=MRE, mr_signer=MRS)
     evidence = {"primary_evidence": {"quote": base64.b64encode(quote).decode()}, "additional_evidence": ""}
     status, data, _ = await conn.request(
         "POST",
         "/kbs/v0/attest",
-        {"runtime-data": {"nonce": nonce, "tee-pubkey": jwk}, "tee-evidence": evidence},
+        {"runtime-data": {"nonce": nonce, "tee-pubkey": binding.jwk}, "tee-evidence": evidence},
         f"Cookie: {cookie}\r\n",
     )
     if status != 200:
@@ -148,12 +164,12 @@ async def _clients(port: int, sim: SimPlatform, clients: int, seconds: float) ->
     async def client() -> None:
         nonlocal errors
         key = ec.generate_private_key(ec.SECP256R1())  # one TEE key per client, as an enclave keeps its own
-        jwk = public_jwk(key.public_key(), "ECDH-ES+A256KW")
+        binding = Binding(public_jwk(key.public_key(), "ECDH-ES+A256KW"))
         conn = await Connection.open(port)
         while time.perf_counter() < deadline:
             start = time.perf_counter()
             try:
-                await handshake(conn, sim, key, jwk)
+                await handshake(conn, sim, key, binding)
                 latencies.append(time.perf_counter() - start)
             except (OSError, RuntimeError, KeyError, ValueError, TypeError):
                 errors += 1
