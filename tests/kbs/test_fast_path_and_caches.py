@@ -98,7 +98,7 @@ def test_session_cache_forgets_expired_sessions() -> None:
     assert cache.get("a", now=101) is None
     for name in "bcd":
         cache.put(Session(name, "n", "sgx", 100, None, None))
-    assert cache.get("b", now=0) is None, "bounded: the least recently used goes"
+    assert cache.get("b", now=0) is None, "bounded: the oldest goes"
 
 
 def test_issued_tokens_are_checked_for_expiry() -> None:

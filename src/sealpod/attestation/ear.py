@@ -90,8 +90,22 @@ def issue_with_claims(
             }
         },
     }
-    token = sign_es256(key, {"typ": "JWT", "alg": "ES256", "jwk": public_jwk(key.public_key())}, claims)
+    token = sign_es256(key, {"typ": "JWT", "alg": "ES256", "jwk": _jwk(key)}, claims)
     return token, claims
+
+
+_JWKS: dict[int, tuple[ec.EllipticCurvePrivateKey, dict[str, str]]] = {}
+
+
+def _jwk(key: ec.EllipticCurvePrivateKey) -> dict[str, str]:
+    """The signing key's public JWK for the token header, made once per key."""
+    known = _JWKS.get(id(key))
+    if known is None or known[0] is not key:
+        known = (key, public_jwk(key.public_key()))
+        if len(_JWKS) > 16:
+            _JWKS.clear()
+        _JWKS[id(key)] = known
+    return known[1]
 
 
 def check_expiry(claims: dict[str, Any], now: int | None = None) -> dict[str, Any]:

@@ -12,7 +12,6 @@ have changed there since it was seen.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -22,24 +21,22 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
-class _Lru(Generic[K, V]):
-    """A bounded least-recently-used map."""
+class _Bounded(Generic[K, V]):
+    """A map of at most ``size`` entries; the oldest inserted goes first (entries live minutes: no recency order
+    to keep up per hit)."""
 
     def __init__(self, size: int) -> None:
         self._size = size
-        self._items: OrderedDict[K, V] = OrderedDict()
+        self._items: dict[K, V] = {}
 
     def get(self, key: K) -> V | None:
-        value = self._items.get(key)
-        if value is not None:
-            self._items.move_to_end(key)
-        return value
+        return self._items.get(key)
 
     def put(self, key: K, value: V) -> None:
-        self._items[key] = value
-        self._items.move_to_end(key)
-        if len(self._items) > self._size:
-            self._items.popitem(last=False)
+        items = self._items
+        items[key] = value
+        if len(items) > self._size:
+            del items[next(iter(items))]
 
     def pop(self, key: K) -> None:
         self._items.pop(key, None)
@@ -52,7 +49,7 @@ class SessionCache:
     """Sessions this process created or read, until they expire."""
 
     def __init__(self, size: int = 8192) -> None:
-        self._lru: _Lru[str, Session] = _Lru(size)
+        self._lru: _Bounded[str, Session] = _Bounded(size)
 
     def get(self, session_id: str, *, now: int | None = None) -> Session | None:
         """The cached session, unless it has expired (then the store is asked, and says why)."""
@@ -79,7 +76,7 @@ class IssuedTokens:
     """Tokens this process signed, by their exact text."""
 
     def __init__(self, size: int = 2048) -> None:
-        self._lru: _Lru[str, IssuedToken] = _Lru(size)
+        self._lru: _Bounded[str, IssuedToken] = _Bounded(size)
 
     def get(self, token: str) -> IssuedToken | None:
         return self._lru.get(token)
