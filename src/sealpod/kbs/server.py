@@ -31,6 +31,7 @@ from sealpod.errors import AttestationError, SealpodError
 from sealpod.jose import JoseError, key_from_jwk, unb64u
 from sealpod.kbs import resource_jwe
 from sealpod.kbs.admin import AdminAuth
+from sealpod.kbs.admin_data import AdminData, AdminView
 from sealpod.kbs.caches import IssuedTokens, SessionCache
 from sealpod.kbs.config import KbsConfig, load_config
 from sealpod.kbs.fast_asgi import FastRcar, cookie_header, error_body
@@ -120,6 +121,7 @@ class Kbs:
         self.admin = AdminAuth(config.admin)
         self.counters: Counter[str] = Counter()
         self.sessions = SessionCache()
+        self.admin_data = AdminData(self.storage)
         self.issued = IssuedTokens()
 
     # -- helpers -----------------------------------------------------------------------------------------------
@@ -145,8 +147,8 @@ class Kbs:
             )
         return session
 
-    def _policy(self, kind: str, policy_id: str, packaged: str) -> str:
-        return self.storage.get_policy(kind, policy_id) or rego.packaged(packaged)
+    def _policy(self, kind: str, policy_id: str, packaged: str, view: AdminView | None = None) -> str:
+        return (view or self.admin_data.view()).policy(kind, policy_id) or rego.packaged(packaged)
 
     def _cookie(self, response: Response, session: Session) -> None:
         response.headers["Set-Cookie"] = cookie_header(session)
@@ -209,15 +211,16 @@ class Kbs:
                 raise JoseError("the tee-pubkey must be an EC (P-256/384/521) or RSA key")
         except (JoseError, TypeError) as err:
             raise KbsError("AttestationError", f"Attestation error: unusable tee-pubkey: {err}") from None
+        view = self.admin_data.view()
         try:
             appraisal = self.attestation.appraise(
                 session.tee,
                 message.tee_evidence.primary_evidence,
                 expected,
                 {"nonce": session.nonce, "tee-pubkey": message.runtime_data.tee_pubkey},
-                policy=self._policy("attestation", ATTESTATION_POLICY_ID, "default_sgx.rego"),
+                policy=self._policy("attestation", ATTESTATION_POLICY_ID, "default_sgx.rego", view),
                 policy_id=ATTESTATION_POLICY_ID,
-                references=self.storage.references(),
+                references=view.references(),
                 now=int(time.time()),
                 init_data=message.init_data.model_dump() if message.init_data else None,
             )
@@ -272,7 +275,8 @@ class Kbs:
             return stored
         claims, tee_key = self._token_claims(authorization, session_id)
         data = {"plugin": "resource", "resource-path": path.split("/"), "query": query}
-        policy = self._policy("resource", "default", "default_resource.rego")
+        view = self.admin_data.view()
+        policy = self._policy("resource", "default", "default_resource.rego", view)
         if policy == rego.packaged("default_resource.rego"):
             allowed: Any = default_policies.resource_allowed(claims, data)
         else:
@@ -285,7 +289,7 @@ class Kbs:
                 f"Access denied by policy: resource {path} (attestation status {status!r})",
                 hint="register the enclave's reference values, or change the resource policy",
             )
-        secret = self.storage.get_resource(path)
+        secret = view.resource(path)
         if secret is None:
             raise KbsError(
                 "PluginInternalError",

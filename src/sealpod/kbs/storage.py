@@ -28,6 +28,18 @@ _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, nonce TEXT NOT NULL, tee TEXT NOT NULL, "
     "expires BIGINT NOT NULL, token TEXT, evidence_digest TEXT)",
 ]
+#: SQLite: a counter that every change of resources, policies or reference values bumps, by triggers in the
+#: database itself (so also when the writer is a process without this code), for caches to check in one read.
+_GENERATION = [
+    "CREATE TABLE IF NOT EXISTS admin_generation (id INTEGER PRIMARY KEY CHECK (id = 0), value INTEGER NOT NULL)",
+    "INSERT OR IGNORE INTO admin_generation (id, value) VALUES (0, 0)",
+    *(
+        f"CREATE TRIGGER IF NOT EXISTS admin_generation_{table}_{event.lower()} AFTER {event} ON {table} "  # noqa: S608 (constants)
+        "BEGIN UPDATE admin_generation SET value = value + 1 WHERE id = 0; END"
+        for table in ("resources", "policies", "reference_values")
+        for event in ("INSERT", "UPDATE", "DELETE")
+    ),
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +66,9 @@ class Storage:
         self._param = "?" if self._sqlite else "%s"
         for statement in _SCHEMA:
             self._execute(statement.format(blob="BLOB" if self._sqlite else "BYTEA"))
+        if self._sqlite:
+            for statement in _GENERATION:
+                self._execute(statement)
 
     @property
     def _sqlite(self) -> bool:
@@ -200,13 +215,22 @@ class Storage:
 
     def references(self, now: int | None = None) -> dict[str, list[Any]]:
         """Every unexpired reference value, by name."""
-        now = int(time.time()) if now is None else now
-        out = {}
+        return unexpired(self.reference_entries(), now)
+
+    def reference_entries(self) -> list[tuple[str, list[Any], int]]:
+        """Every reference value: name, values, expiry."""
+        out = []
         for name, raw in self._execute("SELECT name, vals FROM reference_values"):
             entry = json.loads(raw)
-            if entry["expires"] > now:
-                out[str(name)] = list(entry["values"])
+            out.append((str(name), list(entry["values"]), int(entry["expires"])))
         return out
+
+    def admin_generation(self) -> int | None:
+        """SQLite: the counter of changes to resources, policies and reference values; None for PostgreSQL."""
+        if not self._sqlite:
+            return None
+        rows = self._execute("SELECT value FROM admin_generation WHERE id = 0")
+        return int(rows[0][0]) if rows else None
 
     # -- sessions ----------------------------------------------------------------------------------------------
 
@@ -232,3 +256,9 @@ class Storage:
 
     def purge_sessions(self, now: int) -> None:
         self._execute(_PURGE, (now,))
+
+
+def unexpired(entries: list[tuple[str, list[Any], int]], now: int | None = None) -> dict[str, list[Any]]:
+    """The reference values of ``entries`` that have not expired at ``now``, by name (fresh lists)."""
+    now = int(time.time()) if now is None else now
+    return {name: list(values) for name, values, expires in entries if expires > now}
