@@ -121,7 +121,11 @@ class Storage:
                         # up, so the WAL would grow without end: RESTART then copies the few frames written
                         # meanwhile (blocking writers for that long) and makes the next writer start the WAL over
                         conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                        conn.execute("PRAGMA wal_checkpoint(RESTART)")
+                        conn.execute("PRAGMA busy_timeout=200")  # RESTART holds writers off while it waits
+                        try:
+                            conn.execute("PRAGMA wal_checkpoint(RESTART)")
+                        finally:
+                            conn.execute("PRAGMA busy_timeout=30000")
                 except Exception as err:  # a busy or unreachable store: try again at the next round
                     log.debug("storage housekeeping failed: %s", err)
         finally:
