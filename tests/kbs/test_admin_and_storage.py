@@ -240,3 +240,28 @@ def test_expired_sessions_are_purged_off_the_request_path_and_a_session_is_attes
         assert (live.token, live.evidence_digest) == ("token-1", "digest-1")
     finally:
         storage.close()
+
+
+def test_sqlite_writes_wait_for_another_writer_without_the_busy_handler(tmp_path: Path) -> None:
+    import sqlite3
+    import threading
+
+    from sealpod.errors import SealpodError
+
+    storage = Storage(f"sqlite://{tmp_path / 'kbs.sqlite'}")
+    other = sqlite3.connect(tmp_path / "kbs.sqlite", isolation_level=None, check_same_thread=False)
+    try:
+        assert storage._conn.execute("PRAGMA busy_timeout").fetchone() == (0,)
+        other.execute("BEGIN IMMEDIATE")  # another process's write transaction holds the lock
+        other.execute("INSERT INTO sessions (id, nonce, tee, expires) VALUES ('other', 'n', 'sgx', 1)")
+        release = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+        release.start()
+        storage.create_session(Session("mine", "n", "sgx", int(time.time()) + 60, None, None))
+        release.join()
+        assert storage.get_session("mine") is not None
+        assert storage.get_session("other") is not None
+        with pytest.raises(SealpodError, match="no such table"):  # other errors are not retried
+            storage._execute("SELECT * FROM missing_table")
+    finally:
+        other.close()
+        storage.close()

@@ -52,6 +52,28 @@ def issue(
     lifetime: int = 300,
 ) -> str:
     """A signed EAR token."""
+    return issue_with_claims(
+        key,
+        issuer=issuer,
+        policy_id=policy_id,
+        vector=vector,
+        annotated_evidence=annotated_evidence,
+        now=now,
+        lifetime=lifetime,
+    )[0]
+
+
+def issue_with_claims(
+    key: ec.EllipticCurvePrivateKey,
+    *,
+    issuer: str,
+    policy_id: str,
+    vector: dict[str, int],
+    annotated_evidence: dict[str, Any],
+    now: int | None = None,
+    lifetime: int = 300,
+) -> tuple[str, dict[str, Any]]:
+    """A signed EAR token and its claims (what :func:`verify` returns for it)."""
     now = int(time.time()) if now is None else now
     claims = {
         "eat_profile": EAT_PROFILE,
@@ -68,14 +90,33 @@ def issue(
             }
         },
     }
-    return sign_es256(key, {"typ": "JWT", "alg": "ES256", "jwk": public_jwk(key.public_key())}, claims)
+    token = sign_es256(key, {"typ": "JWT", "alg": "ES256", "jwk": _jwk(key)}, claims)
+    return token, claims
 
 
-def verify(token: str, key: ec.EllipticCurvePublicKey, *, now: int | None = None) -> dict[str, Any]:
-    """The claims of a token this attestation service signed and that has not expired."""
-    claims = verify_jws(token, key, ("ES256",))
+_JWKS: dict[int, tuple[ec.EllipticCurvePrivateKey, dict[str, str]]] = {}
+
+
+def _jwk(key: ec.EllipticCurvePrivateKey) -> dict[str, str]:
+    """The signing key's public JWK for the token header, made once per key."""
+    known = _JWKS.get(id(key))
+    if known is None or known[0] is not key:
+        known = (key, public_jwk(key.public_key()))
+        if len(_JWKS) > 16:
+            _JWKS.clear()
+        _JWKS[id(key)] = known
+    return known[1]
+
+
+def check_expiry(claims: dict[str, Any], now: int | None = None) -> dict[str, Any]:
+    """``claims`` if the token has not expired."""
     now = int(time.time()) if now is None else now
     exp = claims.get("exp")
     if not isinstance(exp, int) or exp < now:
         raise JoseError("the attestation token has expired")
     return claims
+
+
+def verify(token: str, key: ec.EllipticCurvePublicKey, *, now: int | None = None) -> dict[str, Any]:
+    """The claims of a token this attestation service signed and that has not expired."""
+    return check_expiry(verify_jws(token, key, ("ES256",)), now)

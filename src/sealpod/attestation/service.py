@@ -49,6 +49,7 @@ class Appraisal:
     token: str
     claims: dict[str, Any]
     vector: dict[str, int]
+    token_claims: dict[str, Any]
 
 
 class AttestationService:
@@ -74,7 +75,7 @@ class AttestationService:
             raise AttestationError("the SGX quote is not base64") from None
         quote = parse_quote(raw)
         collateral = self.collateral(*_selector_for_chain(quote.certification_data))
-        verdict = self.verifier.verify(raw, collateral, now=now, allow_debug=self.settings.allow_debug)
+        verdict = self.verifier.verify_parsed(quote, collateral, now=now, allow_debug=self.settings.allow_debug)
         if verdict.quote.report.report_data != expected.ljust(64, b"\0")[:64]:
             raise AttestationError(
                 "the quote's report data does not bind this session's nonce and tee-pubkey",
@@ -145,7 +146,7 @@ class AttestationService:
         if not isinstance(vector, dict) or set(vector) != set(ear.TRUST_CLAIMS):
             raise AttestationError(f"attestation policy {policy_id!r} did not produce an AR4SI trust vector")
         vector = {k: int(v) for k, v in vector.items()}
-        token = ear.issue(
+        token, token_claims = ear.issue_with_claims(
             self.signing_key,
             issuer=self.settings.issuer,
             policy_id=policy_id,
@@ -154,7 +155,7 @@ class AttestationService:
             now=now,
             lifetime=self.settings.token_lifetime,
         )
-        return Appraisal(token, annotated, vector)
+        return Appraisal(token, annotated, vector, token_claims)
 
 
 @functools.lru_cache(maxsize=256)

@@ -68,7 +68,7 @@ def serve(
             err_console.print("[yellow]warning:[/] INSECURE admin mode: anyone can change resources and policies")
         if settings.attestation.allow_sim:
             err_console.print("[yellow]note:[/] the simulated SGX root is trusted: sim proves the flow, not hardware")
-        build_app(settings)  # fail fast on a bad configuration, before starting workers
+        build_app(settings).kbs.storage.close()  # fail fast on a bad configuration, before starting workers
         if config is not None:
             os.environ[CONFIG_ENV] = str(config.absolute())
         serve_workers(
@@ -106,6 +106,7 @@ def serve_workers(host: str, port: int, workers: int, certfile: str | None, keyf
             factory=True,
             http=CoalescingHttpToolsProtocol,
             log_level="warning",
+            access_log=False,  # at log level warning it was never shown, yet formatted per request
             ssl_certfile=certfile,
             ssl_keyfile=keyfile,
         )

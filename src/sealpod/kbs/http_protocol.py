@@ -1,17 +1,36 @@
-"""uvicorn's httptools protocol, writing each response in one piece.
+"""uvicorn's httptools protocol, writing each response in one piece, and answering the handshake's requests without
+ASGI.
 
 uvicorn writes a response's head and its body with two ``transport.write`` calls; with TCP_NODELAY (needed against
 the delayed-ACK stall) that is two segments, two send system calls and two wake-ups of the client per response,
 about a quarter of a KBS worker's time under load. Writes made in the same event-loop step are joined and sent once
 at the end of the step.
+
+The handshake's requests (see :meth:`FastRcar.route`) are answered when their last byte is parsed, by the same
+:meth:`FastRcar.respond` the ASGI app uses, without a request-response cycle, an asyncio task and ASGI messages
+per request. Only requests uvicorn would run at once take this lane: not behind a pipelined request still being
+answered, not with ``Expect: 100-continue``, not over a concurrency limit; those, and everything else, go the ASGI
+way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any, cast
+from urllib.parse import unquote
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+import httptools
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from sealpod.kbs.fast_asgi import FastRcar, first_values
+from sealpod.kbs.protocol import KbsError
+
+log = logging.getLogger(__name__)
+_SERVER_ERROR = (
+    b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 21\r\nconnection: close\r\n\r\nInternal Server Error"
+)
 
 
 class _CoalescingTransport:
@@ -43,8 +62,85 @@ class _CoalescingTransport:
         return getattr(self._transport, name)
 
 
+def _find_fast(app: Any) -> FastRcar | None:
+    """The FastRcar under uvicorn's middleware wrappers (each keeps the app it wraps as ``app``)."""
+    for _ in range(8):
+        if isinstance(app, FastRcar):
+            return app
+        app = getattr(app, "app", None)
+    return None
+
+
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
-    """The httptools protocol over a :class:`_CoalescingTransport`."""
+    """The httptools protocol over a :class:`_CoalescingTransport`, with the handshake's fast lane."""
+
+    _fast_app: FastRcar | None = None
+    _fast: str | None = None
+    _fast_target: tuple[str, bytes] = ("", b"")
+    _fast_body: list[bytes]
+    _fast_size = 0
+    _closing = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(cast(asyncio.Transport, _CoalescingTransport(transport, self.loop)))
+        self._fast_app = _find_fast(self.app)
+
+    def on_headers_complete(self) -> None:
+        self._fast = None
+        fast_app = self._fast_app
+        plain = not self.expect_100_continue and self.limit_concurrency is None and not self.root_path
+        if fast_app is not None and plain and not self.pipeline and not self.parser.should_upgrade():
+            url = httptools.parse_url(self.url)
+            path = url.path.decode("ascii")
+            path = unquote(path) if "%" in path else path  # as uvicorn puts it in the ASGI scope
+            name = fast_app.route(self.parser.get_method().decode("ascii"), path)
+            if name is not None and (self.cycle is None or self.cycle.response_complete):
+                self._fast, self._fast_target = name, (path, url.query or b"")
+                self._fast_body, self._fast_size = [], 0
+                return
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if self._fast is None:
+            super().on_body(body)
+            return
+        self._fast_size += len(body)
+        if self._fast_app is not None and self._fast_size <= self._fast_app.max_body:
+            self._fast_body.append(body)
+
+    def on_message_complete(self) -> None:
+        name, fast_app = self._fast, self._fast_app
+        if name is None or fast_app is None:
+            super().on_message_complete()
+            return
+        self._fast = None
+        parser = self.parser
+        keep_alive = parser.get_http_version() != "1.0" and parser.should_keep_alive() and not self._closing
+        try:
+            error = None
+            if self._fast_size > fast_app.max_body:
+                error = KbsError("InvalidRequest", f"request body over {fast_app.max_body} bytes", status=413)
+            path, query = self._fast_target
+            body = b"".join(self._fast_body)
+            status, headers, content = fast_app.respond(name, path, query, first_values(self.headers), body, error)
+        except Exception:
+            log.exception("the KBS failed to answer %s", name)
+            self.transport.write(_SERVER_ERROR)
+            self.transport.close()
+            return
+        head = [STATUS_LINE[status]]
+        for header_name, value in (*self.server_state.default_headers, *headers):
+            head += [header_name, b": ", value, b"\r\n"]
+        if not keep_alive:
+            head.append(b"connection: close\r\n")
+        head += [b"\r\n", content]
+        self.transport.write(b"".join(head))
+        if not keep_alive:
+            self.transport.close()
+        self.on_response_complete()
+
+    def shutdown(self) -> None:
+        if self._fast is not None:  # a request of the fast lane is being read: answer it, then close
+            self._closing = True
+            return
+        super().shutdown()

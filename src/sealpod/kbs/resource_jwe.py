@@ -31,7 +31,11 @@ def protected_header(alg: str, **rest: Any) -> bytes:
 
 def encrypt(plaintext: bytes, tee_pubkey: dict[str, Any]) -> dict[str, str]:
     """Encrypt ``plaintext`` to the TEE's JWK."""
-    key = key_from_jwk(tee_pubkey)
+    return encrypt_to_key(plaintext, key_from_jwk(tee_pubkey))
+
+
+def encrypt_to_key(plaintext: bytes, key: Any) -> dict[str, str]:
+    """Encrypt ``plaintext`` to the TEE's public key (EC or RSA)."""
     cek = os.urandom(32)
     if isinstance(key, ec.EllipticCurvePublicKey):
         ephemeral = ec.generate_private_key(key.curve)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import json
 import logging
@@ -14,7 +15,6 @@ import secrets
 import time
 import uuid
 from collections import Counter
-from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +28,13 @@ from sealpod.attestation import default_policies, ear, rego
 from sealpod.attestation.service import AttestationService, AttestationSettings
 from sealpod.attestation.sgx.collateral import Collateral
 from sealpod.errors import AttestationError, SealpodError
-from sealpod.jose import JoseError, decode_jws, key_from_jwk
+from sealpod.jose import JoseError, key_from_jwk, unb64u
 from sealpod.kbs import resource_jwe
 from sealpod.kbs.admin import AdminAuth
+from sealpod.kbs.admin_data import AdminData, AdminView
+from sealpod.kbs.caches import IssuedTokens, SessionCache
 from sealpod.kbs.config import KbsConfig, load_config
+from sealpod.kbs.fast_asgi import FastRcar, cookie_header, error_body
 from sealpod.kbs.protocol import (
     PROTOCOL_VERSION,
     SESSION_COOKIE,
@@ -117,33 +120,38 @@ class Kbs:
         self.attestation = AttestationService(settings, self.signing_key, CollateralProvider(config))
         self.admin = AdminAuth(config.admin)
         self.counters: Counter[str] = Counter()
+        self.sessions = SessionCache()
+        self.admin_data = AdminData(self.storage)
+        self.issued = IssuedTokens()
 
     # -- helpers -----------------------------------------------------------------------------------------------
 
-    def _session(self, request: Request) -> Session:
-        session_id = request.cookies.get(SESSION_COOKIE)
+    def _session(self, session_id: str | None, *, attested: bool = False) -> Session:
+        """The session of this cookie value: from the cache when it can answer (see :mod:`caches`), else the store;
+        with ``attested``, a cached session not yet attested is read again from the store."""
         if not session_id:
             raise KbsError("AttestationError", "Attestation error: no kbs-session-id cookie: call /kbs/v0/auth first")
-        session = self.storage.get_session(session_id)
-        if session is None:
-            raise KbsError(
-                "AttestationError",
-                "Attestation error: unknown session (it expired, or another KBS store issued it)",
-                hint="start again with /kbs/v0/auth",
-            )
+        session = self.sessions.get(session_id)
+        if session is None or (attested and session.token is None):
+            session = self.storage.get_session(session_id)
+            if session is None:
+                raise KbsError(
+                    "AttestationError",
+                    "Attestation error: unknown session (it expired, or another KBS store issued it)",
+                    hint="start again with /kbs/v0/auth",
+                )
+            self.sessions.put(session)
         if session.expires < int(time.time()):
             raise KbsError(
                 "AttestationError", "Attestation error: the session has expired", hint="start again with /kbs/v0/auth"
             )
         return session
 
-    def _policy(self, kind: str, policy_id: str, packaged: str) -> str:
-        return self.storage.get_policy(kind, policy_id) or rego.packaged(packaged)
+    def _policy(self, kind: str, policy_id: str, packaged: str, view: AdminView | None = None) -> str:
+        return (view or self.admin_data.view()).policy(kind, policy_id) or rego.packaged(packaged)
 
     def _cookie(self, response: Response, session: Session) -> None:
-        response.headers["Set-Cookie"] = (
-            f"{SESSION_COOKIE}={session.id}; Expires={formatdate(session.expires, usegmt=True)}; Path=/kbs; HttpOnly"
-        )
+        response.headers["Set-Cookie"] = cookie_header(session)
 
     def _admin(self, request: Request) -> str:
         return self.admin.check(request.headers.get("Authorization"), f"{request.method} {request.url.path}")
@@ -154,10 +162,11 @@ class Kbs:
             raise KbsError("InvalidRequest", f"request body over {self.config.http.max_body_bytes} bytes", status=413)
         return body
 
-    # -- RCAR --------------------------------------------------------------------------------------------------
+    # -- RCAR (plain values in and out: the Starlette routes and the raw ASGI fast path share these) ---------------
 
-    async def auth(self, request: Request) -> Response:
-        message: AuthRequest = parse_message(AuthRequest, await self._body(request), "Request")
+    def start_session(self, body: bytes) -> tuple[dict[str, Any], Session]:
+        """/auth: the challenge and the new session."""
+        message: AuthRequest = parse_message(AuthRequest, body, "Request")
         if message.version != PROTOCOL_VERSION:
             raise KbsError(
                 "AttestationError",
@@ -174,26 +183,19 @@ class Kbs:
             None,
         )
         self.storage.create_session(session)
-        response = JSONResponse({"nonce": session.nonce, "extra-params": ""})
-        self._cookie(response, session)
-        return response
+        self.sessions.put(session)
+        return {"nonce": session.nonce, "extra-params": ""}, session
 
-    async def attest(self, request: Request) -> Response:
-        session = self._session(request)
-        message: Attestation = parse_message(Attestation, await self._body(request), "Attestation")
+    def attest_session(self, session_id: str | None, body: bytes) -> tuple[dict[str, Any], Session]:
+        """/attest: the token for this session's evidence (one attestation per session, across every process
+        sharing the store)."""
+        session = self._session(session_id)
+        message: Attestation = parse_message(Attestation, body, "Attestation")
         evidence_digest = hashlib.sha256(
             json.dumps(message.tee_evidence.primary_evidence, sort_keys=True).encode()
         ).hexdigest()
         if session.token is not None:
-            if session.evidence_digest == evidence_digest:
-                response = JSONResponse({"token": session.token})
-                self._cookie(response, session)
-                return response
-            raise KbsError(
-                "AttestationError",
-                "Attestation error: this session is already attested with other evidence",
-                hint="start a new handshake with /kbs/v0/auth",
-            )
+            return _already_attested(session, evidence_digest)
         if message.runtime_data.nonce != session.nonce:
             raise KbsError(
                 "AttestationError",
@@ -204,21 +206,21 @@ class Kbs:
             expected = report_data(
                 session.nonce, message.runtime_data.tee_pubkey, message.tee_evidence.additional_evidence
             )
-            if not isinstance(
-                key_from_jwk(message.runtime_data.tee_pubkey), ec.EllipticCurvePublicKey | rsa.RSAPublicKey
-            ):
+            tee_key = key_from_jwk(message.runtime_data.tee_pubkey)
+            if not isinstance(tee_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
                 raise JoseError("the tee-pubkey must be an EC (P-256/384/521) or RSA key")
         except (JoseError, TypeError) as err:
             raise KbsError("AttestationError", f"Attestation error: unusable tee-pubkey: {err}") from None
+        view = self.admin_data.view()
         try:
             appraisal = self.attestation.appraise(
                 session.tee,
                 message.tee_evidence.primary_evidence,
                 expected,
                 {"nonce": session.nonce, "tee-pubkey": message.runtime_data.tee_pubkey},
-                policy=self._policy("attestation", ATTESTATION_POLICY_ID, "default_sgx.rego"),
+                policy=self._policy("attestation", ATTESTATION_POLICY_ID, "default_sgx.rego", view),
                 policy_id=ATTESTATION_POLICY_ID,
-                references=self.storage.references(),
+                references=view.references(),
                 now=int(time.time()),
                 init_data=message.init_data.model_dump() if message.init_data else None,
             )
@@ -226,50 +228,55 @@ class Kbs:
             self.counters["attestation_failures"] += 1
             raise KbsError("AttestationError", f"Attestation error: {err}", hint=err.hint) from None
         if not self.storage.attest_session(session.id, appraisal.token, evidence_digest):
-            raise KbsError("AttestationError", "Attestation error: the session was attested concurrently")
+            # attested meanwhile (by another request, worker or process): the store's record decides
+            stored = self.storage.get_session(session.id)
+            if stored is None or stored.token is None:
+                raise KbsError("AttestationError", "Attestation error: the session was attested concurrently")
+            self.sessions.put(stored)
+            return _already_attested(stored, evidence_digest)
         self.counters["attestations"] += 1
-        response = JSONResponse({"token": appraisal.token})
-        self._cookie(response, session)
-        return response
+        session = dataclasses.replace(session, token=appraisal.token, evidence_digest=evidence_digest)
+        self.sessions.put(session)
+        self.issued.put(appraisal.token, appraisal.token_claims, tee_key)
+        return {"token": appraisal.token}, session
 
-    def _token_claims(self, request: Request) -> dict[str, Any]:
-        authorization = request.headers.get("Authorization", "")
+    def _token_claims(self, authorization: str, session_id: str | None) -> tuple[dict[str, Any], Any]:
+        """The claims of the request's token and, for a token this process signed, the TEE's parsed key."""
         if authorization.startswith("Bearer "):
             token: str | None = authorization[len("Bearer ") :]
         else:
-            token = self._session(request).token if request.cookies.get(SESSION_COOKIE) else None
+            token = self._session(session_id, attested=True).token if session_id else None
         if not token:
             raise KbsError("TokenNotFound", "Attestation Token not found: attest first, or send it as a Bearer token")
         try:
-            return ear.verify(token, self.signing_key.public_key())
+            issued = self.issued.get(token)
+            if issued is not None:
+                return ear.check_expiry(issued.claims), issued.tee_key
+            return ear.verify(token, self.signing_key.public_key()), None
         except JoseError as err:
             raise KbsError(
                 "TokenVerifierError", f"Token Verifier error: {err}", hint="attest again to get a fresh token"
             ) from None
 
-    async def resource(self, request: Request) -> Response:
-        p = request.path_params
-        path = check_resource_path(p["repository"], p["type"], p["tag"])
-        if request.method in ("POST", "DELETE"):
-            self._admin(request)
-            if request.method == "POST":
-                self.storage.put_resource(path, await self._body(request))
-            elif not self.storage.delete_resource(path):
-                raise KbsError("PluginInternalError", f"Plugin internal error: resource {path} does not exist")
-            return Response(status_code=200)
-        authorization = request.headers.get("Authorization", "")
-        anonymous = not authorization and SESSION_COOKIE not in request.cookies
+    def release_resource(
+        self, path: str, endpoint: str, authorization: str | None, session_id: str | None, query: dict[str, str]
+    ) -> dict[str, str] | bytes:
+        """GET a resource: the plain bytes for an admin, else a JWE to the TEE's key when the token and the
+        resource policy allow. ``session_id`` is None without a session cookie; ``endpoint`` is ``GET /path``."""
+        authorization = authorization or ""
+        anonymous = not authorization and session_id is None
         if (anonymous and self.admin.insecure) or (
             authorization.startswith("Bearer ") and _is_admin_token(authorization[len("Bearer ") :])
         ):
-            self._admin(request)
+            self.admin.check(authorization or None, endpoint)
             stored = self.storage.get_resource(path)
             if stored is None:
                 raise KbsError("PluginInternalError", f"Plugin internal error: resource {path} does not exist")
-            return Response(stored, media_type="application/octet-stream")
-        claims = self._token_claims(request)
-        data = {"plugin": "resource", "resource-path": path.split("/"), "query": dict(request.query_params)}
-        policy = self._policy("resource", "default", "default_resource.rego")
+            return stored
+        claims, tee_key = self._token_claims(authorization, session_id)
+        data = {"plugin": "resource", "resource-path": path.split("/"), "query": query}
+        view = self.admin_data.view()
+        policy = self._policy("resource", "default", "default_resource.rego", view)
         if policy == rego.packaged("default_resource.rego"):
             allowed: Any = default_policies.resource_allowed(claims, data)
         else:
@@ -282,7 +289,7 @@ class Kbs:
                 f"Access denied by policy: resource {path} (attestation status {status!r})",
                 hint="register the enclave's reference values, or change the resource policy",
             )
-        secret = self.storage.get_resource(path)
+        secret = view.resource(path)
         if secret is None:
             raise KbsError(
                 "PluginInternalError",
@@ -290,14 +297,52 @@ class Kbs:
                 hint="put it with 'sealpod kbs resource put'",
             )
         try:
-            tee_pubkey = claims["submods"]["cpu0"]["ear.veraison.annotated-evidence"]["runtime_data_claims"][
-                "tee-pubkey"
-            ]
-            jwe = resource_jwe.encrypt(secret, tee_pubkey)
+            if tee_key is not None:
+                jwe = resource_jwe.encrypt_to_key(secret, tee_key)
+            else:
+                tee_pubkey = claims["submods"]["cpu0"]["ear.veraison.annotated-evidence"]["runtime_data_claims"][
+                    "tee-pubkey"
+                ]
+                jwe = resource_jwe.encrypt(secret, tee_pubkey)
         except (KeyError, TypeError, JoseError) as err:
             raise KbsError("JweError", f"JWE failed: {err}") from None
         self.counters["resources_released"] += 1
-        return JSONResponse(jwe)
+        return jwe
+
+    # -- the same as Starlette endpoints -----------------------------------------------------------------------
+
+    async def auth(self, request: Request) -> Response:
+        payload, session = self.start_session(await self._body(request))
+        response = JSONResponse(payload)
+        self._cookie(response, session)
+        return response
+
+    async def attest(self, request: Request) -> Response:
+        payload, session = self.attest_session(request.cookies.get(SESSION_COOKIE), await self._body(request))
+        response = JSONResponse(payload)
+        self._cookie(response, session)
+        return response
+
+    async def resource(self, request: Request) -> Response:
+        p = request.path_params
+        path = check_resource_path(p["repository"], p["type"], p["tag"])
+        if request.method in ("POST", "DELETE"):
+            self._admin(request)
+            if request.method == "POST":
+                self.storage.put_resource(path, await self._body(request))
+            elif not self.storage.delete_resource(path):
+                raise KbsError("PluginInternalError", f"Plugin internal error: resource {path} does not exist")
+            return Response(status_code=200)
+        released = self.release_resource(
+            path,
+            f"{request.method} {request.url.path}",
+            request.headers.get("Authorization"),
+            request.cookies.get(SESSION_COOKIE),
+            dict(request.query_params),
+        )
+        if isinstance(released, bytes):
+            return Response(released, media_type="application/octet-stream")
+        return JSONResponse(released)
 
     # -- admin -------------------------------------------------------------------------------------------------
 
@@ -364,11 +409,24 @@ class Kbs:
         return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
 
+def _already_attested(session: Session, evidence_digest: str) -> tuple[dict[str, Any], Session]:
+    """The token of an attested session for the same evidence again; other evidence is refused."""
+    if session.evidence_digest == evidence_digest:
+        return {"token": session.token}, session
+    raise KbsError(
+        "AttestationError",
+        "Attestation error: this session is already attested with other evidence",
+        hint="start a new handshake with /kbs/v0/auth",
+    )
+
+
 def _is_admin_token(token: str) -> bool:
+    """Whether a bearer token is an admin's (EdDSA) rather than an EAR token (only its header is decoded)."""
     try:
-        return decode_jws(token)[0].get("alg") == "EdDSA"
-    except JoseError:
+        header = json.loads(unb64u(token.split(".", 1)[0], "JWS header"))
+    except (JoseError, UnicodeDecodeError, json.JSONDecodeError):
         return False
+    return isinstance(header, dict) and header.get("alg") == "EdDSA"
 
 
 def _b64url_text(value: str) -> str:
@@ -378,8 +436,8 @@ def _b64url_text(value: str) -> str:
         raise KbsError("InvalidRequest", "the policy is not base64url-encoded UTF-8") from None
 
 
-def build_app(config: KbsConfig) -> Starlette:
-    """The ASGI app for ``config``."""
+def build_app(config: KbsConfig) -> FastRcar:
+    """The ASGI app for ``config``: the handshake's requests on the raw fast path, the rest with Starlette."""
     kbs = Kbs(config)
 
     def handler(method: Any) -> Any:
@@ -388,14 +446,11 @@ def build_app(config: KbsConfig) -> Starlette:
             try:
                 response: Response = await method(request)
                 return response
-            except KbsError as err:
-                kbs.counters[f"errors_{err.variant}"] += 1
-                detail = err.body()
-                if err.hint:
-                    detail["detail"] += f" (hint: {err.hint})"
-                return JSONResponse(detail, status_code=err.status)
             except SealpodError as err:
-                return JSONResponse(KbsError("PluginInternalError", str(err)).body(), status_code=401)
+                if isinstance(err, KbsError):
+                    kbs.counters[f"errors_{err.variant}"] += 1
+                status, body = error_body(err)
+                return JSONResponse(body, status_code=status)
 
         return endpoint
 
@@ -418,10 +473,10 @@ def build_app(config: KbsConfig) -> Starlette:
 
     app = Starlette(routes=routes, exception_handlers={404: not_found})
     app.state.kbs = kbs
-    return app
+    return FastRcar(kbs, app)
 
 
-def app_from_env() -> Starlette:
+def app_from_env() -> FastRcar:
     """uvicorn factory: the config file named by ``$SEALPOD_KBS_CONFIG`` (defaults when unset)."""
     path = os.environ.get(CONFIG_ENV)
     return build_app(load_config(Path(path) if path else None))

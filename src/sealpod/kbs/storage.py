@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -16,6 +17,8 @@ from sealpod.errors import SealpodError
 
 log = logging.getLogger(__name__)
 _PURGE = "DELETE FROM sessions WHERE expires < ?"
+#: How long a request's statement waits for another SQLite writer (what the busy timeout was).
+BUSY_WAIT = 30.0
 
 _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS resources (path TEXT PRIMARY KEY, data {blob} NOT NULL, updated BIGINT NOT NULL)",
@@ -24,6 +27,18 @@ _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS reference_values (name TEXT PRIMARY KEY, vals TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, nonce TEXT NOT NULL, tee TEXT NOT NULL, "
     "expires BIGINT NOT NULL, token TEXT, evidence_digest TEXT)",
+]
+#: SQLite: a counter that every change of resources, policies or reference values bumps, by triggers in the
+#: database itself (so also when the writer is a process without this code), for caches to check in one read.
+_GENERATION = [
+    "CREATE TABLE IF NOT EXISTS admin_generation (id INTEGER PRIMARY KEY CHECK (id = 0), value INTEGER NOT NULL)",
+    "INSERT OR IGNORE INTO admin_generation (id, value) VALUES (0, 0)",
+    *(
+        f"CREATE TRIGGER IF NOT EXISTS admin_generation_{table}_{event.lower()} AFTER {event} ON {table} "  # noqa: S608 (constants)
+        "BEGIN UPDATE admin_generation SET value = value + 1 WHERE id = 0; END"
+        for table in ("resources", "policies", "reference_values")
+        for event in ("INSERT", "UPDATE", "DELETE")
+    ),
 ]
 
 
@@ -47,16 +62,22 @@ class Storage:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._maintenance: threading.Thread | None = None
-        self._conn = self._connect()
+        self._conn = self._connect(poll_busy=True)
         self._param = "?" if self._sqlite else "%s"
         for statement in _SCHEMA:
             self._execute(statement.format(blob="BLOB" if self._sqlite else "BYTEA"))
+        if self._sqlite:
+            for statement in _GENERATION:
+                self._execute(statement)
 
     @property
     def _sqlite(self) -> bool:
         return not self.url.startswith(("postgresql://", "postgres://"))
 
-    def _connect(self) -> Any:
+    def _connect(self, *, poll_busy: bool = False) -> Any:
+        """A connection; with ``poll_busy`` (SQLite, the request path's) statements fail at once on another
+        writer's lock and :meth:`_execute` polls: SQLite's busy handler sleeps a millisecond or more per try,
+        with the event loop stalled all that while."""
         if not self._sqlite:
             import psycopg
 
@@ -68,6 +89,8 @@ class Storage:
         # NORMAL: a committed transaction is in the WAL before commit returns, so a killed process loses
         # nothing; admin writes (resources, policies, references) switch to FULL to survive power loss too.
         conn.execute("PRAGMA synchronous=NORMAL")
+        if poll_busy:
+            conn.execute("PRAGMA busy_timeout=0")
         return conn
 
     def start_maintenance(self, interval: float = 1.0, purge_every: float = 30.0) -> None:
@@ -94,7 +117,15 @@ class Storage:
                         conn.execute(_PURGE.replace("?", self._param), (int(time.time()),))
                         last_purge = time.monotonic()
                     if self._sqlite:
+                        # PASSIVE copies the bulk without blocking anyone; under constant writes it never catches
+                        # up, so the WAL would grow without end: RESTART then copies the few frames written
+                        # meanwhile (blocking writers for that long) and makes the next writer start the WAL over
                         conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                        conn.execute("PRAGMA busy_timeout=200")  # RESTART holds writers off while it waits
+                        try:
+                            conn.execute("PRAGMA wal_checkpoint(RESTART)")
+                        finally:
+                            conn.execute("PRAGMA busy_timeout=30000")
                 except Exception as err:  # a busy or unreachable store: try again at the next round
                     log.debug("storage housekeeping failed: %s", err)
         finally:
@@ -107,13 +138,37 @@ class Storage:
             try:
                 if durable and sqlite:
                     self._conn.execute("PRAGMA synchronous=FULL")
-                cursor = self._conn.execute(sql, params)
-                rows = list(cursor.fetchall()) if cursor.description else []
+                rows = self._run(sql, params) if sqlite else self._fetch(sql, params)
                 if durable and sqlite:
                     self._conn.execute("PRAGMA synchronous=NORMAL")
                 return rows
             except Exception as err:  # sqlite3.Error / psycopg.Error: the store itself failed
                 raise SealpodError(f"KBS storage error: {err}", hint=f"check the store at {self.url}") from err
+
+    def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        cursor = self._conn.execute(sql, params)
+        return list(cursor.fetchall()) if cursor.description else []
+
+    def _run(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """One autocommit statement, tried again while another connection holds the write lock (in steps of 50 us
+        to 1 ms, for up to BUSY_WAIT seconds): nothing of a statement that failed busy was committed."""
+        delay, deadline, spins = 50e-6, 0.0, 0
+        while True:
+            try:
+                return self._fetch(sql, params)
+            except sqlite3.OperationalError as err:
+                if (getattr(err, "sqlite_errorcode", 0) & 0xFF) != sqlite3.SQLITE_BUSY:
+                    raise
+                if spins < 64:
+                    spins += 1
+                    os.sched_yield()
+                    continue
+                now = time.monotonic()
+                deadline = deadline or now + BUSY_WAIT
+                if now >= deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.001)
 
     def close(self) -> None:
         """Stop the housekeeping and close the connection."""
@@ -164,13 +219,22 @@ class Storage:
 
     def references(self, now: int | None = None) -> dict[str, list[Any]]:
         """Every unexpired reference value, by name."""
-        now = int(time.time()) if now is None else now
-        out = {}
+        return unexpired(self.reference_entries(), now)
+
+    def reference_entries(self) -> list[tuple[str, list[Any], int]]:
+        """Every reference value: name, values, expiry."""
+        out = []
         for name, raw in self._execute("SELECT name, vals FROM reference_values"):
             entry = json.loads(raw)
-            if entry["expires"] > now:
-                out[str(name)] = list(entry["values"])
+            out.append((str(name), list(entry["values"]), int(entry["expires"])))
         return out
+
+    def admin_generation(self) -> int | None:
+        """SQLite: the counter of changes to resources, policies and reference values; None for PostgreSQL."""
+        if not self._sqlite:
+            return None
+        rows = self._execute("SELECT value FROM admin_generation WHERE id = 0")
+        return int(rows[0][0]) if rows else None
 
     # -- sessions ----------------------------------------------------------------------------------------------
 
@@ -196,3 +260,9 @@ class Storage:
 
     def purge_sessions(self, now: int) -> None:
         self._execute(_PURGE, (now,))
+
+
+def unexpired(entries: list[tuple[str, list[Any], int]], now: int | None = None) -> dict[str, list[Any]]:
+    """The reference values of ``entries`` that have not expired at ``now``, by name (fresh lists)."""
+    now = int(time.time()) if now is None else now
+    return {name: list(values) for name, values, expires in entries if expires > now}

@@ -147,6 +147,7 @@ class SimPlatform:
     ppid: bytes
     tcb_status: str = "UpToDate"
     _signed: dict[str, bytes] = field(default_factory=dict)
+    _certification: bytes | None = field(default=None, repr=False)
 
     # -- persistence -------------------------------------------------------------------------------------------
 
@@ -255,6 +256,27 @@ class SimPlatform:
 
     # -- evidence ----------------------------------------------------------------------------------------------
 
+    def _qe_certification(self) -> bytes:
+        """What follows the ISV signature in every quote: the attestation key, the QE report binding it, the PCK's
+        signature over that report, and the certification data. As on hardware, where the QE report is signed when
+        the attestation key is certified, it is made once."""
+        if self._certification is None:
+            numbers = self.keys["attestation"].public_key().public_numbers()
+            att_key = numbers.x.to_bytes(32, "big") + numbers.y.to_bytes(32, "big")
+            auth = hashlib.sha256(self.platform_secret + b"qe-auth").digest()
+            qe_report = report_body(
+                report_data=hashlib.sha256(att_key + auth).digest(),
+                mr_enclave=SIM_QE_MRENCLAVE,
+                mr_signer=SIM_QE_MRSIGNER,
+                isv_prod_id=1,
+                isv_svn=SIM_QE_SVN,
+                flags=0x15,
+            )
+            chain = b"".join(self.certs[n].public_bytes(serialization.Encoding.PEM) for n in ("pck", "pck_ca", "root"))
+            cert_data = struct.pack("<H", len(auth)) + auth + struct.pack("<HI", 5, len(chain)) + chain
+            self._certification = att_key + qe_report + _raw_signature(self.keys["pck"], qe_report) + cert_data
+        return self._certification
+
     @property
     def root(self) -> TrustedRoot:
         """The sim root, to trust explicitly (``allow_sim``)."""
@@ -282,27 +304,7 @@ class SimPlatform:
             isv_svn=isv_svn,
             flags=ATTR_INIT_MODE64 | (ATTR_DEBUG if debug else 0),
         )
-        attestation = self.keys["attestation"]
-        numbers = attestation.public_key().public_numbers()
-        att_key = numbers.x.to_bytes(32, "big") + numbers.y.to_bytes(32, "big")
-        auth = hashlib.sha256(self.platform_secret + b"qe-auth").digest()
-        qe_report = report_body(
-            report_data=hashlib.sha256(att_key + auth).digest(),
-            mr_enclave=SIM_QE_MRENCLAVE,
-            mr_signer=SIM_QE_MRSIGNER,
-            isv_prod_id=1,
-            isv_svn=SIM_QE_SVN,
-            flags=0x15,
-        )
-        chain = b"".join(self.certs[n].public_bytes(serialization.Encoding.PEM) for n in ("pck", "pck_ca", "root"))
-        cert_data = struct.pack("<H", len(auth)) + auth + struct.pack("<HI", 5, len(chain)) + chain
-        signature_data = (
-            _raw_signature(attestation, header + body)
-            + att_key
-            + qe_report
-            + _raw_signature(self.keys["pck"], qe_report)
-            + cert_data
-        )
+        signature_data = _raw_signature(self.keys["attestation"], header + body) + self._qe_certification()
         return header + body + struct.pack("<I", len(signature_data)) + signature_data
 
     def attester(

@@ -6,6 +6,7 @@ exact bytes that were served (the signature covers them; re-serialising would br
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -77,9 +78,9 @@ class Collateral:
     qe_identity: bytes
     qe_identity_signature: bytes
 
-    @property
+    @functools.cached_property
     def cache_key(self) -> tuple[bytes, ...]:
-        """What identifies this collateral (its bytes)."""
+        """What identifies this collateral (its bytes; computed once per instance, which is immutable)."""
         return (
             self.root_ca_crl,
             self.pck_crl,

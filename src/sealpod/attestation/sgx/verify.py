@@ -7,6 +7,7 @@ and work that depends only on the PCK chain is cached, keyed by the bytes it was
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -82,6 +83,7 @@ def _iso(text: Any, what: str) -> int:
         raise CollateralError(f"{what} {text!r} is not an ISO 8601 time") from None
 
 
+@functools.lru_cache(maxsize=64)
 def _iso_time(ts: int) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -385,7 +387,20 @@ class DcapVerifier:
         allow_expired: bool = False,
     ) -> SgxVerdict:
         """Verify ``raw_quote`` at time ``now`` (seconds since the epoch); raise on any failure."""
-        quote = parse_quote(raw_quote)
+        return self.verify_parsed(
+            parse_quote(raw_quote), collateral, now=now, allow_debug=allow_debug, allow_expired=allow_expired
+        )
+
+    def verify_parsed(
+        self,
+        quote: Quote,
+        collateral: Collateral,
+        *,
+        now: int,
+        allow_debug: bool = False,
+        allow_expired: bool = False,
+    ) -> SgxVerdict:
+        """:meth:`verify` of a quote already parsed with :func:`parse_quote` (its ``raw`` is what is verified)."""
         if quote.header.qe_vendor_id != INTEL_QE_VENDOR_ID:
             raise QuoteVerificationError(f"unknown QE vendor ID {quote.header.qe_vendor_id.hex()}")
         try:
@@ -427,11 +442,12 @@ class DcapVerifier:
         if quote.qe_report.report_data != expected:
             raise QuoteVerificationError("the QE report does not bind the attestation key (report_data mismatch)")
         qe_status, qe_advisories = self._qe_status(quote, qe_id)
-        try:
-            key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + quote.attestation_key)
-        except ValueError:
-            raise QuoteVerificationError("the quote's attestation key is not a P-256 point") from None
-        _raw_sig(key, quote.isv_signature, quote.signed, "the ISV enclave report signature")
+        _raw_sig(
+            _attestation_key(quote.attestation_key),
+            quote.isv_signature,
+            quote.signed,
+            "the ISV enclave report signature",
+        )
         platform_status, platform_advisories, tcb_date = self._platform_status(pck.extension, tcb)
         status = _converge(platform_status, qe_status)
         if quote.report.debug and not allow_debug:
@@ -503,6 +519,15 @@ class DcapVerifier:
         except (KeyError, TypeError, ValueError) as err:
             raise CollateralError(f"tcb_info is malformed: {err}") from None
         raise QuoteVerificationError("the platform's TCB is below every level of the TCB info (not supported)")
+
+
+@functools.lru_cache(maxsize=256)
+def _attestation_key(raw: bytes) -> ec.EllipticCurvePublicKey:
+    """The quote's attestation key (a platform's quotes carry the same one: decoded and checked once per key)."""
+    try:
+        return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + raw)
+    except ValueError:
+        raise QuoteVerificationError("the quote's attestation key is not a P-256 point") from None
 
 
 def _converge(platform: str, qe: str) -> str:

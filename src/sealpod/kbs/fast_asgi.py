@@ -1,0 +1,189 @@
+"""Raw ASGI for the three requests of every handshake (POST /kbs/v0/auth, POST /kbs/v0/attest, GET of a resource),
+in front of the Starlette app that serves everything else: no routing table, Request or Response objects or
+middleware stack per request. Anything else, and any request that does not match exactly, goes to Starlette, which
+answers it the same way it always has."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from email.utils import formatdate
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+from starlette.requests import cookie_parser
+
+from sealpod.errors import SealpodError
+from sealpod.kbs.protocol import SESSION_COOKIE, KbsError, check_resource_path
+from sealpod.kbs.storage import Session
+
+if TYPE_CHECKING:
+    from sealpod.kbs.server import Kbs
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+RESOURCE_PREFIX = "/kbs/v0/resource/"
+_JSON = (b"content-type", b"application/json")
+_OCTETS = (b"content-type", b"application/octet-stream")
+
+
+def error_body(err: SealpodError) -> tuple[int, dict[str, str]]:
+    """Status and trustee's JSON body for an error (a hint is appended to the detail)."""
+    if not isinstance(err, KbsError):
+        return 401, KbsError("PluginInternalError", str(err)).body()
+    body = err.body()
+    if err.hint:
+        body["detail"] += f" (hint: {err.hint})"
+    return err.status, body
+
+
+def first_values(headers: Iterable[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
+    """Header names to their first value (what Starlette's ``headers.get`` answers)."""
+    return dict(reversed(list(headers)))
+
+
+def cookie_value(headers: dict[bytes, bytes]) -> str | None:
+    """The kbs-session-id cookie (None when absent), parsed as Starlette parses cookies."""
+    raw = headers.get(b"cookie")
+    if raw is None:
+        return None
+    return cookie_parser(raw.decode("latin-1")).get(SESSION_COOKIE)
+
+
+@functools.lru_cache(maxsize=4)
+def _cookie_expires(expires: int) -> str:
+    return formatdate(expires, usegmt=True)
+
+
+def cookie_header(session: Session) -> str:
+    """The Set-Cookie value for ``session``."""
+    return f"{SESSION_COOKIE}={session.id}; Expires={_cookie_expires(session.expires)}; Path=/kbs; HttpOnly"
+
+
+Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
+
+
+class FastRcar:
+    """The ASGI app: the handshake's requests here, the rest to ``fallback``. :meth:`route` and :meth:`respond`
+    are plain functions, for the HTTP protocol to call without ASGI (see :mod:`http_protocol`)."""
+
+    def __init__(self, kbs: Kbs, fallback: App) -> None:
+        self.kbs = kbs
+        self.fallback = fallback
+        self.max_body = kbs.config.http.max_body_bytes
+
+    @staticmethod
+    def route(method: str, path: str) -> str | None:
+        """``auth``, ``attest`` or ``resource`` for a request of the handshake; None for anything else."""
+        if method == "POST":
+            if path == "/kbs/v0/auth":
+                return "auth"
+            if path == "/kbs/v0/attest":
+                return "attest"
+        elif method == "GET" and path.startswith(RESOURCE_PREFIX) and _resource_parts(path) is not None:
+            return "resource"
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        name = self.route(scope["method"], scope["path"]) if scope["type"] == "http" else None
+        if name is None:
+            await self.fallback(scope, receive, send)
+            return
+        error: KbsError | None = None
+        body = b""
+        if name != "resource":
+            try:
+                body = await self._body(receive)
+            except KbsError as err:
+                error = err
+        status, headers, content = self.respond(
+            name, scope["path"], scope["query_string"], first_values(scope["headers"]), body, error
+        )
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
+
+    def respond(
+        self,
+        name: str,
+        path: str,
+        query_string: bytes,
+        headers: dict[bytes, bytes],
+        body: bytes,
+        error: KbsError | None = None,
+    ) -> Answer:
+        """Status, headers and body of the answer to request ``name`` (of :meth:`route`); ``error`` is an error
+        met while reading the request (its body too large)."""
+        kbs = self.kbs
+        kbs.counters[f"requests_{name}"] += 1
+        extra: list[tuple[bytes, bytes]] = []
+        status = 200
+        try:
+            if error is not None:
+                raise error
+            if name == "resource":
+                content_type, content = self._resource(path, query_string, headers)
+            else:
+                if name == "auth":
+                    payload, session = kbs.start_session(body)
+                else:
+                    payload, session = kbs.attest_session(cookie_value(headers), body)
+                content_type, content = _JSON, _json(payload)
+                extra.append((b"set-cookie", cookie_header(session).encode("latin-1")))
+        except SealpodError as err:
+            if isinstance(err, KbsError):
+                kbs.counters[f"errors_{err.variant}"] += 1
+            status, detail = error_body(err)
+            content_type, content = _JSON, _json(detail)
+            extra = []
+        return status, [(b"content-length", str(len(content)).encode()), content_type, *extra], content
+
+    def _resource(
+        self, url_path: str, query_string: bytes, headers: dict[bytes, bytes]
+    ) -> tuple[tuple[bytes, bytes], bytes]:
+        repository, kind, tag = _resource_parts(url_path) or ("", "", "")
+        path = check_resource_path(repository, kind, tag)
+        authorization = headers.get(b"authorization")
+        query = dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
+        released = self.kbs.release_resource(
+            path,
+            f"GET {url_path}",
+            authorization.decode("latin-1") if authorization is not None else None,
+            cookie_value(headers),
+            query,
+        )
+        if isinstance(released, bytes):
+            return _OCTETS, released
+        return _JSON, _json(released)
+
+    async def _body(self, receive: Receive) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise KbsError("InvalidRequest", "the client disconnected before the request body was read")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                raise KbsError("InvalidRequest", f"request body over {self.max_body} bytes", status=413)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+def _resource_parts(path: str) -> tuple[str, str, str] | None:
+    """repository, type and tag of ``/kbs/v0/resource/<repository>/<type>/<tag>`` (None for any other path)."""
+    parts = path[len(RESOURCE_PREFIX) :].split("/")
+    if len(parts) != 3 or not all(parts):
+        return None
+    return parts[0], parts[1], parts[2]
+
+
+def _json(payload: Any) -> bytes:
+    """JSON as Starlette's JSONResponse renders it."""
+    return json.dumps(payload, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()
