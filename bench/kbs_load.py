@@ -232,7 +232,7 @@ def crypto_only(sim: SimPlatform, rounds: int = 300) -> float:
         start = time.perf_counter()
         report_data("bm9uY2U=", jwk)
         verifier.verify(quote, collateral, now=int(time.time()))
-        token = ear.issue(signing, issuer="b", policy_id="p", vector={"executables": 3}, annotated_evidence={})
+        token, _ = ear.issue(signing, issuer="b", policy_id="p", vector={"executables": 3}, annotated_evidence={})
         ear.verify(token, signing.public_key())
         resource_jwe.decrypt(resource_jwe.encrypt(b"bench secret", jwk), key)
         samples.append(time.perf_counter() - start)

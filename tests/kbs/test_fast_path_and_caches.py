@@ -107,7 +107,7 @@ def test_issued_tokens_are_checked_for_expiry() -> None:
     from sealpod.jose import JoseError
 
     key = ec.generate_private_key(ec.SECP256R1())
-    token, claims = ear.issue_with_claims(
+    token, claims = ear.issue(
         key, issuer="i", policy_id="p", vector={"executables": 2}, annotated_evidence={}, now=1000, lifetime=10
     )
     assert ear.verify(token, key.public_key(), now=1005) == claims

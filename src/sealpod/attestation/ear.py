@@ -50,28 +50,6 @@ def issue(
     annotated_evidence: dict[str, Any],
     now: int | None = None,
     lifetime: int = 300,
-) -> str:
-    """A signed EAR token."""
-    return issue_with_claims(
-        key,
-        issuer=issuer,
-        policy_id=policy_id,
-        vector=vector,
-        annotated_evidence=annotated_evidence,
-        now=now,
-        lifetime=lifetime,
-    )[0]
-
-
-def issue_with_claims(
-    key: ec.EllipticCurvePrivateKey,
-    *,
-    issuer: str,
-    policy_id: str,
-    vector: dict[str, int],
-    annotated_evidence: dict[str, Any],
-    now: int | None = None,
-    lifetime: int = 300,
 ) -> tuple[str, dict[str, Any]]:
     """A signed EAR token and its claims (what :func:`verify` returns for it)."""
     now = int(time.time()) if now is None else now

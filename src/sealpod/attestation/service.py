@@ -146,7 +146,7 @@ class AttestationService:
         if not isinstance(vector, dict) or set(vector) != set(ear.TRUST_CLAIMS):
             raise AttestationError(f"attestation policy {policy_id!r} did not produce an AR4SI trust vector")
         vector = {k: int(v) for k, v in vector.items()}
-        token, token_claims = ear.issue_with_claims(
+        token, token_claims = ear.issue(
             self.signing_key,
             issuer=self.settings.issuer,
             policy_id=policy_id,
