@@ -225,11 +225,10 @@ def test_expired_sessions_are_purged_off_the_request_path_and_a_session_is_attes
     storage = Storage(f"sqlite://{tmp_path / 'kbs.sqlite'}")
     try:
         now = int(time.time())
-        storage.create_session(Session("old", "n1", "sgx", now - 10, None, None))
-        storage.create_session(Session("live", "n2", "sgx", now + 300, None, None))
-        assert storage.attest_session("live", "token-1", "digest-1")
-        assert not storage.attest_session("live", "token-2", "digest-2")  # a second attestation does not win
-        assert not storage.attest_session("missing", "token", "digest")
+        assert storage.record_attestation(Session("old", "n1", "sgx", now - 10, "token-0", "digest-0"))
+        assert storage.record_attestation(Session("live", "n2", "sgx", now + 300, "token-1", "digest-1"))
+        # a second attestation of the same session does not win, and changes nothing
+        assert not storage.record_attestation(Session("live", "n2", "sgx", now + 300, "token-2", "digest-2"))
         storage.start_maintenance(interval=0.02, purge_every=0)
         deadline = time.monotonic() + 10
         while storage.get_session("old") is not None and time.monotonic() < deadline:
@@ -256,7 +255,7 @@ def test_sqlite_writes_wait_for_another_writer_without_the_busy_handler(tmp_path
         other.execute("INSERT INTO sessions (id, nonce, tee, expires) VALUES ('other', 'n', 'sgx', 1)")
         release = threading.Timer(0.3, lambda: other.execute("COMMIT"))
         release.start()
-        storage.create_session(Session("mine", "n", "sgx", int(time.time()) + 60, None, None))
+        storage.record_attestation(Session("mine", "n", "sgx", int(time.time()) + 60, "t", "d"))
         release.join()
         assert storage.get_session("mine") is not None
         assert storage.get_session("other") is not None
@@ -265,3 +264,22 @@ def test_sqlite_writes_wait_for_another_writer_without_the_busy_handler(tmp_path
     finally:
         other.close()
         storage.close()
+
+
+def test_the_session_nonce_key_is_made_once_and_shared_by_every_process_of_a_store(tmp_path: Path) -> None:
+    url = f"sqlite://{tmp_path / 'kbs.sqlite'}"
+    first, second = Storage(url), Storage(url)
+    try:
+        key = first.shared_key("session-nonce")
+        assert len(key) == 32
+        assert second.shared_key("session-nonce") == key
+        assert first.shared_key("other") != key
+        assert first.admin_generation() == 0, "a key is not admin data: no cache is flushed"
+    finally:
+        first.close()
+        second.close()
+    reopened = Storage(url)
+    try:
+        assert reopened.shared_key("session-nonce") == key, "it survives a restart (sessions in flight stay valid)"
+    finally:
+        reopened.close()

@@ -44,13 +44,13 @@ def test_one_attestation_per_nonce_across_two_processes(
     jwk = public_jwk(key.public_key(), "ECDH-ES+A256KW")
     auth = httpx.post(f"{first.url}/kbs/v0/auth", json={"version": PROTOCOL_VERSION, "tee": "sgx"})
     cookie = {"Cookie": f"kbs-session-id={auth.cookies['kbs-session-id']}"}
-    nonce = auth.json()["nonce"]  # the first process has this session cached, not attested
+    nonce = auth.json()["nonce"]  # the first process issued it and stored nothing
 
     evidence = _attest_body(sim, nonce, jwk)
     won = httpx.post(f"{second.url}/kbs/v0/attest", json=evidence, headers=cookie)
     assert won.status_code == 200, won.text
 
-    # fresh, valid evidence for the same nonce, sent to the process whose cache still says "not attested"
+    # fresh, valid evidence for the same nonce, sent to the process that issued the nonce and has no record of it
     replay = httpx.post(f"{first.url}/kbs/v0/attest", json=_attest_body(sim, nonce, jwk), headers=cookie)
     assert error_of(replay)[:2] == (401, "AttestationError")
     assert "already attested with other evidence" in error_of(replay)[2]
@@ -208,3 +208,30 @@ def test_admin_changes_reach_the_other_process_at_once(
             raw.execute("DELETE FROM resources")
         register_enclave(first.url)
         assert error_of(fetch())[1] == "PluginInternalError"
+
+
+def test_auth_writes_nothing_and_only_an_attested_session_is_stored(
+    kbs_factory: Callable[..., KbsProcess], sim: SimPlatform, tmp_path: Path
+) -> None:
+    import sqlite3
+
+    server = kbs_factory()
+    register_enclave(server.url)
+    store = sqlite3.connect(tmp_path / "kbs.sqlite")
+    try:
+        for _ in range(50):  # an /auth flood fills nothing
+            assert httpx.post(f"{server.url}/kbs/v0/auth", json={"version": PROTOCOL_VERSION, "tee": "sgx"}).is_success
+        assert store.execute("SELECT COUNT(*) FROM sessions").fetchone() == (0,)
+        auth = httpx.post(f"{server.url}/kbs/v0/auth", json={"version": PROTOCOL_VERSION, "tee": "sgx"})
+        session_id = auth.cookies["kbs-session-id"]
+        jwk = public_jwk(ec.generate_private_key(ec.SECP256R1()).public_key(), "ECDH-ES+A256KW")
+        attest = httpx.post(
+            f"{server.url}/kbs/v0/attest",
+            json=_attest_body(sim, auth.json()["nonce"], jwk),
+            headers={"Cookie": f"kbs-session-id={session_id}"},
+        )
+        assert attest.status_code == 200, attest.text
+        rows = store.execute("SELECT id, tee, token FROM sessions").fetchall()
+        assert rows == [(session_id, "sgx", attest.json()["token"])]
+    finally:
+        store.close()

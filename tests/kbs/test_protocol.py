@@ -7,6 +7,7 @@ import base64
 import hashlib
 import json
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -114,10 +115,25 @@ def test_refusals(kbs_factory: Callable[..., KbsProcess], sim: SimPlatform) -> N
     assert error_of(version)[:2] == (401, "AttestationError")
     assert "KBS Client Protocol Version Mismatch" in error_of(version)[2]
 
+    unknown_tee = httpx.post(f"{server.url}/kbs/v0/auth", json={"version": PROTOCOL_VERSION, "tee": "tdx"})
+    assert error_of(unknown_tee)[:2] == (401, "AttestationError")
+    assert "TEE 'tdx' is not supported" in error_of(unknown_tee)[2]
+    assert "set-cookie" not in unknown_tee.headers
+
     http, nonce = _handshake_parts(server)
     wrong_nonce = http.post("/kbs/v0/attest", json=_attest_body(sim, "AAAA", jwk))
     assert error_of(wrong_nonce)[:2] == (401, "AttestationError")
     assert "nonce" in error_of(wrong_nonce)[2]
+    _, other_nonce = _handshake_parts(server)  # a valid nonce, but another session's
+    crossed = http.post("/kbs/v0/attest", json=_attest_body(sim, other_nonce, jwk))
+    assert error_of(crossed)[:2] == (401, "AttestationError")
+    assert "not this session's nonce" in error_of(crossed)[2]
+    forged_cookie = httpx.post(
+        f"{server.url}/kbs/v0/attest",
+        json=_attest_body(sim, nonce, jwk),
+        headers={"Cookie": f"kbs-session-id={uuid.uuid4().hex}"},  # a session this KBS never issued
+    )
+    assert "not this session's nonce" in error_of(forged_cookie)[2]
 
     substituted = http.post("/kbs/v0/attest", json=_attest_body(sim, nonce, _jwk(), bind_jwk=jwk))
     assert "does not bind" in error_of(substituted)[2]

@@ -1,10 +1,8 @@
 """Per-process caches in front of the KBS store. The store stays authoritative: a cache answers only what cannot
 have changed there since it was seen.
 
-* :class:`SessionCache`: a session's id, nonce, TEE and expiry never change once created, and its token and
-  evidence digest never change once set (the store records one attestation per session, atomically). So a cached
-  session may say "exists, with this nonce, until then", and "attested with this token"; "not attested yet" is
-  only a hint, and the store's conditional update decides (a replay on another worker or process still loses).
+* :class:`SessionCache`: attested sessions. A session is recorded in the store once, when it is attested, and its
+  record never changes after (a second attestation loses the store's insert), so a cached one is the store's.
 * :class:`IssuedTokens`: EAR tokens this process signed, by their exact text, with their claims and the TEE's
   parsed public key: a token presented again byte for byte needs no signature check to know it is ours.
 """
@@ -46,7 +44,7 @@ class _Bounded(Generic[K, V]):
 
 
 class SessionCache:
-    """Sessions this process created or read, until they expire."""
+    """Attested sessions this process recorded or read, until they expire."""
 
     def __init__(self, size: int = 8192) -> None:
         self._lru: _Bounded[str, Session] = _Bounded(size)

@@ -11,7 +11,6 @@ import hashlib
 import json
 import logging
 import os
-import secrets
 import time
 import uuid
 from collections import Counter
@@ -33,6 +32,7 @@ from sealpod.kbs import resource_jwe
 from sealpod.kbs.admin import AdminAuth
 from sealpod.kbs.admin_data import AdminData, AdminView
 from sealpod.kbs.caches import IssuedTokens, SessionCache
+from sealpod.kbs.challenges import TEES, ChallengeError, Challenges
 from sealpod.kbs.config import KbsConfig, load_config
 from sealpod.kbs.fast_asgi import FastRcar, cookie_header, error_body
 from sealpod.kbs.protocol import (
@@ -121,25 +121,19 @@ class Kbs:
         self.admin = AdminAuth(config.admin)
         self.counters: Counter[str] = Counter()
         self.sessions = SessionCache()
+        self.challenges = Challenges(self.storage.shared_key("session-nonce"))
         self.admin_data = AdminData(self.storage)
         self.issued = IssuedTokens()
 
     # -- helpers -----------------------------------------------------------------------------------------------
 
-    def _session(self, session_id: str | None, *, attested: bool = False) -> Session:
-        """The session of this cookie value: from the cache when it can answer (see :mod:`caches`), else the store;
-        with ``attested``, a cached session not yet attested is read again from the store."""
-        if not session_id:
-            raise KbsError("AttestationError", "Attestation error: no kbs-session-id cookie: call /kbs/v0/auth first")
+    def _attested_session(self, session_id: str) -> Session | None:
+        """The attested session of this cookie value (the cache, else the store), None if it is not attested."""
         session = self.sessions.get(session_id)
-        if session is None or (attested and session.token is None):
+        if session is None:
             session = self.storage.get_session(session_id)
             if session is None:
-                raise KbsError(
-                    "AttestationError",
-                    "Attestation error: unknown session (it expired, or another KBS store issued it)",
-                    hint="start again with /kbs/v0/auth",
-                )
+                return None
             self.sessions.put(session)
         if session.expires < int(time.time()):
             raise KbsError(
@@ -174,34 +168,43 @@ class Kbs:
                 f"speaks {message.version}, this KBS {PROTOCOL_VERSION}",
                 hint=f"use a client of protocol {PROTOCOL_VERSION}",
             )
-        session = Session(
-            uuid.uuid4().hex,
-            base64.b64encode(secrets.token_bytes(32)).decode(),
-            message.tee,
-            int(time.time()) + self.config.attestation.session_lifetime,
-            None,
-            None,
-        )
-        self.storage.create_session(session)
-        self.sessions.put(session)
-        return {"nonce": session.nonce, "extra-params": ""}, session
+        if message.tee not in TEES:
+            raise KbsError(
+                "AttestationError",
+                f"Attestation error: TEE {message.tee!r} is not supported by this attestation service "
+                f"({', '.join(TEES)} are)",
+            )
+        session_id = uuid.uuid4().hex
+        expires = int(time.time()) + self.config.attestation.session_lifetime
+        nonce = self.challenges.issue(session_id, message.tee, expires)
+        return {"nonce": nonce, "extra-params": ""}, Session(session_id, nonce, message.tee, expires, None, None)
 
     def attest_session(self, session_id: str | None, body: bytes) -> tuple[dict[str, Any], Session]:
         """/attest: the token for this session's evidence (one attestation per session, across every process
         sharing the store)."""
-        session = self._session(session_id)
+        if not session_id:
+            raise KbsError("AttestationError", "Attestation error: no kbs-session-id cookie: call /kbs/v0/auth first")
         message: Attestation = parse_message(Attestation, body, "Attestation")
+        nonce = message.runtime_data.nonce
+        try:
+            challenge = self.challenges.check(session_id, nonce)
+        except ChallengeError as err:
+            raise KbsError(
+                "AttestationError",
+                f"Attestation error: runtime-data.nonce is not this session's nonce ({err})",
+                hint="answer the challenge of this session's /auth (a session of another KBS store is unknown here)",
+            ) from None
+        if challenge.expires < int(time.time()):
+            raise KbsError(
+                "AttestationError", "Attestation error: the session has expired", hint="start again with /kbs/v0/auth"
+            )
+        session = Session(session_id, nonce, challenge.tee, challenge.expires, None, None)
         evidence_digest = hashlib.sha256(
             json.dumps(message.tee_evidence.primary_evidence, sort_keys=True).encode()
         ).hexdigest()
-        if session.token is not None:
-            return _already_attested(session, evidence_digest)
-        if message.runtime_data.nonce != session.nonce:
-            raise KbsError(
-                "AttestationError",
-                "Attestation error: runtime-data.nonce is not this session's nonce",
-                hint="answer the challenge of this session's /auth",
-            )
+        cached = self.sessions.get(session_id)
+        if cached is not None:
+            return _already_attested(cached, evidence_digest)
         try:
             expected = report_data(
                 session.nonce, message.runtime_data.tee_pubkey, message.tee_evidence.additional_evidence
@@ -227,15 +230,15 @@ class Kbs:
         except AttestationError as err:
             self.counters["attestation_failures"] += 1
             raise KbsError("AttestationError", f"Attestation error: {err}", hint=err.hint) from None
-        if not self.storage.attest_session(session.id, appraisal.token, evidence_digest):
-            # attested meanwhile (by another request, worker or process): the store's record decides
+        session = dataclasses.replace(session, token=appraisal.token, evidence_digest=evidence_digest)
+        if not self.storage.record_attestation(session):
+            # attested before (by another request, worker or process): the store's record decides
             stored = self.storage.get_session(session.id)
             if stored is None or stored.token is None:
                 raise KbsError("AttestationError", "Attestation error: the session was attested concurrently")
             self.sessions.put(stored)
             return _already_attested(stored, evidence_digest)
         self.counters["attestations"] += 1
-        session = dataclasses.replace(session, token=appraisal.token, evidence_digest=evidence_digest)
         self.sessions.put(session)
         self.issued.put(appraisal.token, appraisal.token_claims, tee_key)
         return {"token": appraisal.token}, session
@@ -245,7 +248,8 @@ class Kbs:
         if authorization.startswith("Bearer "):
             token: str | None = authorization[len("Bearer ") :]
         else:
-            token = self._session(session_id, attested=True).token if session_id else None
+            attested = self._attested_session(session_id) if session_id else None
+            token = attested.token if attested is not None else None
         if not token:
             raise KbsError("TokenNotFound", "Attestation Token not found: attest first, or send it as a Bearer token")
         try:

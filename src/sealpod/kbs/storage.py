@@ -27,6 +27,7 @@ _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS reference_values (name TEXT PRIMARY KEY, vals TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, nonce TEXT NOT NULL, tee TEXT NOT NULL, "
     "expires BIGINT NOT NULL, token TEXT, evidence_digest TEXT)",
+    "CREATE TABLE IF NOT EXISTS kbs_keys (name TEXT PRIMARY KEY, value {blob} NOT NULL)",
 ]
 #: SQLite: a counter that every change of resources, policies or reference values bumps, by triggers in the
 #: database itself (so also when the writer is a process without this code), for caches to check in one read.
@@ -44,7 +45,8 @@ _GENERATION = [
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    """One client's handshake state."""
+    """One client's handshake: before attestation only in its nonce (see :mod:`sealpod.kbs.challenges`), after it
+    in the store too, with its token."""
 
     id: str
     nonce: str
@@ -238,23 +240,29 @@ class Storage:
 
     # -- sessions ----------------------------------------------------------------------------------------------
 
-    def create_session(self, session: Session) -> None:
+    def shared_key(self, name: str) -> bytes:
+        """A random 32-byte key that every process using this store shares: made by the first to ask."""
         self._execute(
-            "INSERT INTO sessions (id, nonce, tee, expires) VALUES (?, ?, ?, ?)",
-            (session.id, session.nonce, session.tee, session.expires),
+            "INSERT INTO kbs_keys (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+            (name, os.urandom(32)),
+            durable=True,
         )
+        return bytes(self._execute("SELECT value FROM kbs_keys WHERE name = ?", (name,))[0][0])
 
     def get_session(self, session_id: str) -> Session | None:
+        """An attested session (the store holds no other)."""
         rows = self._execute(
             "SELECT id, nonce, tee, expires, token, evidence_digest FROM sessions WHERE id = ?", (session_id,)
         )
         return Session(*rows[0]) if rows else None
 
-    def attest_session(self, session_id: str, token: str, evidence_digest: str) -> bool:
-        """Record a session's token unless another attestation won the race (True if this one was recorded)."""
+    def record_attestation(self, session: Session) -> bool:
+        """Record an attested session unless it was attested before (True if this one was recorded): the one
+        write of a handshake, and what makes a session's nonce good for one attestation across all processes."""
         rows = self._execute(
-            "UPDATE sessions SET token = ?, evidence_digest = ? WHERE id = ? AND token IS NULL RETURNING id",
-            (token, evidence_digest, session_id),
+            "INSERT INTO sessions (id, nonce, tee, expires, token, evidence_digest) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO NOTHING RETURNING id",
+            (session.id, session.nonce, session.tee, session.expires, session.token, session.evidence_digest),
         )
         return len(rows) == 1
 
