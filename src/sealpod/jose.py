@@ -9,6 +9,7 @@ import json
 import struct
 from typing import Any
 
+import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
@@ -39,8 +40,12 @@ def unb64u(text: Any, what: str = "value") -> bytes:
 
 
 def compact_json(data: Any) -> bytes:
-    """Compact JSON (no spaces), keys in the given order."""
-    return json.dumps(data, separators=(",", ":")).encode()
+    """Compact UTF-8 JSON (no spaces), keys in the given order (orjson; the json module for what orjson refuses,
+    such as integers beyond 64 bits)."""
+    try:
+        return orjson.dumps(data)
+    except orjson.JSONEncodeError:
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _size(curve: ec.EllipticCurve) -> int:

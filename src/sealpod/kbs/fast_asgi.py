@@ -6,7 +6,6 @@ answers it the same way it always has."""
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
@@ -15,6 +14,7 @@ from urllib.parse import parse_qsl
 from starlette.requests import cookie_parser
 
 from sealpod.errors import SealpodError
+from sealpod.jose import compact_json
 from sealpod.kbs.protocol import SESSION_COOKIE, KbsError, check_resource_path
 from sealpod.kbs.storage import Session
 
@@ -185,5 +185,5 @@ def _resource_parts(path: str) -> tuple[str, str, str] | None:
 
 
 def _json(payload: Any) -> bytes:
-    """JSON as Starlette's JSONResponse renders it."""
-    return json.dumps(payload, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()
+    """JSON as Starlette's JSONResponse renders it (compact UTF-8)."""
+    return compact_json(payload)
