@@ -47,13 +47,34 @@ MRE, MRS = b"\xab" * 32, b"\xcd" * 32
 PROCESSES = 2  # load-generator processes (4 measured no better: the two cores are the limit)
 
 
-class Connection(asyncio.Protocol):
+class _Wire(asyncio.Protocol):
+    """One TCP connection of a :class:`Connection`: passes on what happens to it while it is the current one."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = self.conn.transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio's
+
+    def data_received(self, data: bytes) -> None:
+        if self.conn.transport is self.transport:
+            self.conn.data_received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.conn.transport is self.transport:
+            self.conn.connection_lost(exc)
+
+
+class Connection:
     """A kept-alive HTTP/1.1 connection on the event loop, one request at a time, responses parsed by httptools
     (the load generator shares the machine's two cores with the server: a thread per client with the standard
     library's client cost about twice the CPU per handshake)."""
 
-    def __init__(self, host: str) -> None:
-        self.host = host
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.host = f"127.0.0.1:{port}"
+        self.reconnects = 0
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.waiter: asyncio.Future[tuple[int, bytes, str]] | None = None
@@ -62,12 +83,13 @@ class Connection(asyncio.Protocol):
 
     @classmethod
     async def open(cls, port: int) -> Connection:
-        loop = asyncio.get_running_loop()
-        _, conn = await loop.create_connection(lambda: cls(f"127.0.0.1:{port}"), "127.0.0.1", port)
+        conn = cls(port)
+        await conn._connect()
         return conn
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
+    async def _connect(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        await asyncio.get_running_loop().create_connection(lambda: _Wire(self), "127.0.0.1", self.port)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -95,9 +117,16 @@ class Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result((self.parser.get_status_code(), b"".join(self.body), self.cookie))
+        if not self.parser.should_keep_alive() and self.transport is not None:  # the server's Connection: close
+            self.transport.close()
+            self.transport = None
 
     async def request(self, method: str, path: str, body: object = None, headers: str = "") -> tuple[int, bytes, str]:
-        """Status, body and the session cookie (``name=value``) of the response's Set-Cookie, if any."""
+        """Status, body and the session cookie (``name=value``) of the response's Set-Cookie, if any; after a
+        response that closed the connection, on a new one (as HTTP clients do)."""
+        if self.transport is None:
+            self.reconnects += 1
+            await self._connect()
         if self.transport is None or self.transport.is_closing():
             raise ConnectionError("connection closed")
         payload = json.dumps(body).encode() if body is not None else b""
@@ -156,13 +185,13 @@ async def handshake(conn: Connection, sim: SimPlatform, key: ec.EllipticCurvePri
         raise RuntimeError("wrong resource")
 
 
-async def _clients(port: int, sim: SimPlatform, clients: int, seconds: float) -> tuple[list[float], int]:
+async def _clients(port: int, sim: SimPlatform, clients: int, seconds: float) -> tuple[list[float], int, int]:
     latencies: list[float] = []
-    errors = 0
+    errors = reconnects = 0
     deadline = time.perf_counter() + seconds
 
     async def client() -> None:
-        nonlocal errors
+        nonlocal errors, reconnects
         key = ec.generate_private_key(ec.SECP256R1())  # one TEE key per client, as an enclave keeps its own
         binding = Binding(public_jwk(key.public_key(), "ECDH-ES+A256KW"))
         conn = await Connection.open(port)
@@ -173,24 +202,27 @@ async def _clients(port: int, sim: SimPlatform, clients: int, seconds: float) ->
                 latencies.append(time.perf_counter() - start)
             except (OSError, RuntimeError, KeyError, ValueError, TypeError):
                 errors += 1
+                reconnects += conn.reconnects
                 conn.close()
                 conn = await Connection.open(port)
+        reconnects += conn.reconnects
         conn.close()
 
     await asyncio.gather(*(client() for _ in range(clients)))
-    return latencies, errors
+    return latencies, errors, reconnects
 
 
 def _client_process(port: int, sim_dir: str, clients: int, seconds: float, out: Any) -> None:
     sim = SimPlatform.load(Path(sim_dir))
     cpu_start = time.process_time()
-    latencies, errors = uvloop.run(_clients(port, sim, clients, seconds))
-    out.put((latencies, errors, time.process_time() - cpu_start))
+    latencies, errors, reconnects = uvloop.run(_clients(port, sim, clients, seconds))
+    out.put((latencies, errors, reconnects, time.process_time() - cpu_start))
 
 
-def load(port: int, sim_dir: Path, clients: int, seconds: float) -> tuple[int, int, list[float], float, float]:
+def load(port: int, sim_dir: Path, clients: int, seconds: float) -> tuple[int, int, int, list[float], float, float]:
     """``clients`` clients (coroutines, spread over up to PROCESSES processes), each with its own connection; returns
-    handshakes, errors, latencies, elapsed seconds and the load generator's CPU seconds."""
+    handshakes, errors, reconnects (after the server ended a connection), latencies, elapsed seconds and the load
+    generator's CPU seconds."""
     queue: Any = multiprocessing.Queue()
     processes = min(clients, PROCESSES)
     split = [clients // processes + (1 if i < clients % processes else 0) for i in range(processes)]
@@ -205,9 +237,9 @@ def load(port: int, sim_dir: Path, clients: int, seconds: float) -> tuple[int, i
     results = [queue.get() for _ in procs]
     for proc in procs:
         proc.join()
-    latencies = [x for lat, _, _ in results for x in lat]
-    cpu = sum(c for _, _, c in results)
-    return len(latencies), sum(e for _, e, _ in results), latencies, time.perf_counter() - started, cpu
+    latencies = [x for lat, _, _, _ in results for x in lat]
+    errors, reconnects, cpu = (sum(r[i] for r in results) for i in (1, 2, 3))
+    return len(latencies), errors, reconnects, latencies, time.perf_counter() - started, cpu
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -292,7 +324,7 @@ def main() -> None:
             # drifts by a third from one minute to the next, and a bound measured once would skew the ratio
             cost_before = crypto_only(sim)
             before = cpu_seconds(workers)
-            done, errors, latencies, elapsed, load_cpu = load(port, work / "sim", clients, args.seconds)
+            done, errors, reconnects, latencies, elapsed, load_cpu = load(port, work / "sim", clients, args.seconds)
             server_ms = (cpu_seconds(workers) - before) / max(done, 1) * 1000
             bound_cost = (cost_before + crypto_only(sim)) / 2
             bound = 2 / bound_cost
@@ -302,6 +334,7 @@ def main() -> None:
             rate = done / elapsed
             print(
                 f"N={clients:3}: {rate:6.0f} handshakes/s  p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  errors {errors}  "
+                f"reconnects {reconnects}  "
                 f"({100 * rate / bound:.0f}% of the crypto-only bound {bound:.0f}/s = 2 cores / "
                 f"{bound_cost * 1000:.2f} ms; server CPU {server_ms:.2f} ms/handshake, "
                 f"load generator {load_cpu / max(done, 1) * 1000:.2f})"

@@ -22,7 +22,8 @@ MRE, MRS = bytes.fromhex("ab" * 32), bytes.fromhex("cd" * 32)
 class KbsProcess:
     """One server process."""
 
-    def __init__(self, base: Path, config: str, name: str = "kbs") -> None:
+    def __init__(self, base: Path, config: str, name: str = "kbs", workers: int = 1) -> None:
+        self.workers = workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = base / f"{name}.toml"
@@ -33,7 +34,8 @@ class KbsProcess:
     def start(self) -> KbsProcess:
         log = self.log.open("ab")
         self.process = subprocess.Popen(
-            [SEALPOD, "kbs", "serve", "--config", str(self.config), "--listen", f"127.0.0.1:{self.port}"],
+            [SEALPOD, "kbs", "serve", "--config", str(self.config), "--listen", f"127.0.0.1:{self.port}"]
+            + (["--workers", str(self.workers)] if self.workers != 1 else []),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -74,6 +76,7 @@ def kbs_factory(tmp_path: Path) -> Iterator[Callable[..., KbsProcess]]:
         name: str = "kbs",
         start: bool = True,
         extra: str = "",
+        workers: int = 1,
     ) -> KbsProcess:
         admin_section = (
             "insecure = true"
@@ -88,7 +91,7 @@ def kbs_factory(tmp_path: Path) -> Iterator[Callable[..., KbsProcess]]:
             f"allow_sample = {str(allow_sample).lower()}\nsession_lifetime = {session_lifetime}\n"
             f'signing_key = "{tmp_path / "token-key.pem"}"\n{extra}'
         )
-        server = KbsProcess(tmp_path, config, name)
+        server = KbsProcess(tmp_path, config, name, workers)
         started.append(server)
         return server.start() if start else server
 

@@ -48,13 +48,16 @@ def _admin(url: str, token_key: Path | None):  # type: ignore[no-untyped-def]
 def serve(
     config: Annotated[Path | None, typer.Option("--config", help="kbs.toml (see deploy/kbs.toml)")] = None,
     listen: Annotated[str | None, typer.Option(help="HOST:PORT [default: http.listen of the config]")] = None,
-    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    workers: Annotated[
+        int, typer.Option(help="Worker processes, on one socket, their kept-alive connections kept level.")
+    ] = 1,
 ) -> None:
     """Serve the KBS HTTP API (HTTPS with http.certificate/private_key; plain HTTP only with http.insecure_http)."""
 
     def action() -> None:
         from sealpod.kbs.config import load_config
         from sealpod.kbs.server import CONFIG_ENV, build_app
+        from sealpod.kbs.workers import serve_workers
 
         settings = load_config(config)
         host, _, port = (listen or settings.http.listen).rpartition(":")
@@ -80,65 +83,6 @@ def serve(
         )
 
     run(action)
-
-
-def serve_workers(host: str, port: int, workers: int, certfile: str | None, keyfile: str | None) -> None:
-    """Run ``workers`` uvicorn servers in forked processes sharing one listening socket (an idle worker takes the
-    next connection)."""
-    import signal
-    import socket
-
-    import uvicorn
-
-    from sealpod.kbs.http_protocol import CoalescingHttpToolsProtocol
-
-    # proto must be IPPROTO_TCP: asyncio sets TCP_NODELAY only on such sockets, and without it the response's
-    # headers and body meet the client's delayed ACK (40 ms per request on a kept-alive connection)
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(1024)
-    sock.set_inheritable(True)
-
-    def child() -> None:
-        config = uvicorn.Config(
-            "sealpod.kbs.server:app_from_env",
-            factory=True,
-            http=CoalescingHttpToolsProtocol,
-            log_level="warning",
-            access_log=False,  # at log level warning it was never shown, yet formatted per request
-            ssl_certfile=certfile,
-            ssl_keyfile=keyfile,
-        )
-        uvicorn.Server(config).run(sockets=[sock])
-
-    if workers <= 1:
-        child()
-        return
-    pids = []
-    for _ in range(workers):
-        pid = os.fork()
-        if pid == 0:
-            try:
-                child()
-            finally:
-                os._exit(0)
-        pids.append(pid)
-
-    def stop(*_: object) -> None:
-        for pid in pids:
-            with __import__("contextlib").suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    for pid in pids:
-        while True:
-            try:
-                os.waitpid(pid, 0)
-                break
-            except InterruptedError:
-                continue
 
 
 @app.command("admin-keygen")

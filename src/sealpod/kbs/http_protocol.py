@@ -115,7 +115,12 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             return
         self._fast = None
         parser = self.parser
-        keep_alive = parser.get_http_version() != "1.0" and parser.should_keep_alive() and not self._closing
+        keep_alive = (
+            parser.get_http_version() != "1.0"
+            and parser.should_keep_alive()
+            and not self._closing
+            and self.keep_alive()
+        )
         try:
             error = None
             if self._fast_size > fast_app.max_body:
@@ -138,6 +143,10 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         if not keep_alive:
             self.transport.close()
         self.on_response_complete()
+
+    def keep_alive(self) -> bool:
+        """Whether the connection may stay open after this response (the server's say; True here)."""
+        return True
 
     def shutdown(self) -> None:
         if self._fast is not None:  # a request of the fast lane is being read: answer it, then close

@@ -1,0 +1,166 @@
+"""`sealpod kbs serve --workers N`: kept-alive connections spread evenly over the workers (also those taken before
+the other workers were up), and a stuck worker does not hold the others back."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from sealpod.kbs.workers import STALE_NS, ConnectionShares
+from tests.kbs.conftest import KbsProcess
+
+
+def test_a_worker_accepts_only_while_no_live_worker_holds_fewer() -> None:
+    shares = ConnectionShares(3)
+    now = time.monotonic_ns()
+    shares.publish(0, 5, now)
+    shares.publish(1, 4, now)
+    shares.publish(2, 9, now)
+    assert not shares.may_accept(0, 5, now)  # worker 1 holds fewer
+    assert shares.may_accept(1, 4, now)
+    assert not shares.may_accept(2, 9, now)
+    shares.publish(1, 5, now)
+    assert shares.may_accept(0, 5, now)  # level: either may take the next
+    # a worker silent for longer than STALE_NS (stuck or dead) is left out, however few it holds
+    shares.publish(1, 0, now - STALE_NS - 1)
+    assert shares.may_accept(0, 5, now)
+    assert not shares.may_accept(2, 9, now)  # worker 0 is live and holds fewer
+
+
+def _workers(server: KbsProcess) -> list[int]:
+    assert server.process is not None
+    pid = server.process.pid
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        if len(children) == server.workers:
+            return children
+        time.sleep(0.05)
+    raise AssertionError(f"expected {server.workers} workers under {pid}")
+
+
+def _sockets(pid: int) -> list[str]:
+    """The socket inodes of process ``pid``'s descriptors (one per descriptor)."""
+    inodes = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:
+            continue
+        if target.startswith("socket:["):
+            inodes.append(target[8:-1])
+    return inodes
+
+
+def _tcp(port: int, state: str) -> set[str]:
+    """Inodes of the TCP sockets on local port ``port`` in ``state`` (01 established, 0A listening)."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == state:
+            inodes.add(fields[9])
+    return inodes
+
+
+def _established(pid: int, port: int) -> int:
+    """TCP connections on local port ``port`` held by process ``pid`` (what the kernel says)."""
+    return len(set(_sockets(pid)) & _tcp(port, "01"))
+
+
+def _wait_until_all_accept(server: KbsProcess, workers: list[int]) -> None:
+    """Until every worker has its own descriptor of the listening socket besides the inherited one (it serves)."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        listening = _tcp(server.port, "0A")
+        if all(sum(inode in listening for inode in _sockets(pid)) >= 2 for pid in workers):
+            return
+        time.sleep(0.05)
+    raise AssertionError("not every worker came to accept connections")
+
+
+_AUTH = b'{"version":"0.4.0","tee":"sgx","extra-params":""}'
+_AUTH_REQUEST = (
+    b"POST /kbs/v0/auth HTTP/1.1\r\nhost: kbs\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+    % (len(_AUTH), _AUTH)
+)
+
+
+def _answer(sock: socket.socket) -> bytes:
+    """One whole response (head and content-length body)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed mid-response: {data[:200]!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1]) for line in head.lower().split(b"\r\n") if line.startswith(b"content-length:")
+    )
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head
+
+
+def _connect(server: KbsProcess, connections: int) -> list[socket.socket]:
+    """``connections`` connections opened at once."""
+    return [socket.create_connection(("127.0.0.1", server.port), timeout=15) for _ in range(connections)]
+
+
+def _served(server: KbsProcess, socks: list[socket.socket]) -> list[socket.socket]:
+    """One /auth on each connection, kept alive, round after round until no response ends its connection (after
+    one that does, the next round goes on a new connection, as HTTP clients do); the connections then open."""
+    for _ in range(10):
+        closed = 0
+        for sock in socks:
+            sock.sendall(_AUTH_REQUEST)
+        for i, sock in enumerate(socks):
+            head = _answer(sock)
+            assert head.startswith(b"HTTP/1.1 200"), head[:200]
+            if b"\r\nconnection: close" in head.lower():
+                closed += 1
+                sock.close()
+                socks[i] = socket.create_connection(("127.0.0.1", server.port), timeout=15)
+        if not closed:
+            return socks
+    raise AssertionError("the workers still ended connections after 10 rounds")
+
+
+def test_a_burst_of_kept_alive_connections_is_spread_evenly(kbs_factory: Callable[..., KbsProcess]) -> None:
+    server = kbs_factory(workers=2)
+    workers = _workers(server)
+    _wait_until_all_accept(server, workers)
+    socks = _served(server, _connect(server, 40))
+    try:
+        counts = [_established(pid, server.port) for pid in workers]
+        assert sum(counts) == 40, counts
+        assert max(counts) - min(counts) <= 2, f"connections per worker: {counts}"
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def test_a_stopped_worker_does_not_hold_the_others_back_and_gets_its_share_back(
+    kbs_factory: Callable[..., KbsProcess],
+) -> None:
+    server = kbs_factory(workers=2)
+    stuck, live = _workers(server)
+    _wait_until_all_accept(server, [stuck, live])
+    os.kill(stuck, signal.SIGSTOP)
+    socks: list[socket.socket] = []
+    try:
+        socks = _served(server, _connect(server, 12))  # answered once the stopped worker's heartbeat is stale
+        assert (_established(live, server.port), _established(stuck, server.port)) == (12, 0)
+        os.kill(stuck, signal.SIGCONT)
+        time.sleep(0.2)  # its heartbeat is fresh again
+        socks = _served(server, socks)  # the live worker ends connections until the two are level
+        counts = [_established(pid, server.port) for pid in (live, stuck)]
+        assert sum(counts) == 12
+        assert max(counts) - min(counts) <= 3, f"connections per worker: {counts}"
+    finally:
+        os.kill(stuck, signal.SIGCONT)
+        for sock in socks:
+            sock.close()
