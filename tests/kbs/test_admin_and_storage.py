@@ -241,6 +241,37 @@ def test_expired_sessions_are_purged_off_the_request_path_and_a_session_is_attes
         storage.close()
 
 
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_a_group_of_attestations_is_recorded_in_one_transaction_all_or_none(
+    request: pytest.FixtureRequest, tmp_path: Path, store: str
+) -> None:
+    from sealpod.errors import SealpodError
+
+    url = f"sqlite://{tmp_path / 'kbs.sqlite'}" if store == "sqlite" else request.getfixturevalue("postgres")
+    storage = Storage(url)
+    expires = int(time.time()) + 300
+
+    def session(session_id: str, token: str) -> Session:
+        return Session(session_id, f"nonce-{session_id}", "sgx", expires, token, f"digest-{session_id}")
+
+    try:
+        assert storage.record_attestations([session("a", "t1"), session("b", "t2"), session("a", "t3")]) == [
+            True,
+            True,
+            False,  # the same session twice in one group: the first is recorded
+        ]
+        recorded = storage.get_session("a")
+        assert recorded is not None
+        assert recorded.token == "t1"
+        broken = Session("d", None, "sgx", expires, "t5", "digest-d")  # type: ignore[arg-type]  # nonce NOT NULL
+        with pytest.raises(SealpodError, match="KBS storage error"):
+            storage.record_attestations([session("c", "t4"), broken])
+        assert storage.get_session("c") is None, "nothing of a failed group is recorded"
+        assert storage.record_attestations([session("c", "t6")]) == [True]
+    finally:
+        storage.close()
+
+
 def test_sqlite_writes_wait_for_another_writer_without_the_busy_handler(tmp_path: Path) -> None:
     import sqlite3
     import threading

@@ -5,7 +5,9 @@ answers it the same way it always has."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import logging
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
@@ -15,6 +17,7 @@ from starlette.requests import cookie_parser
 
 from sealpod.errors import SealpodError
 from sealpod.jose import compact_json
+from sealpod.kbs.group_commit import Appraised, Outcome
 from sealpod.kbs.protocol import SESSION_COOKIE, KbsError, check_resource_path
 from sealpod.kbs.storage import Session
 
@@ -27,9 +30,11 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+log = logging.getLogger(__name__)
 RESOURCE_PREFIX = "/kbs/v0/resource/"
 _JSON = (b"content-type", b"application/json")
 _OCTETS = (b"content-type", b"application/octet-stream")
+_TEXT = (b"content-type", b"text/plain; charset=utf-8")
 
 
 def error_body(err: SealpodError) -> tuple[int, dict[str, str]]:
@@ -101,9 +106,16 @@ class FastRcar:
                 body = await self._body(receive)
             except KbsError as err:
                 error = err
-        status, headers, content = self.respond(
-            name, scope["path"], scope["query_string"], first_values(scope["headers"]), body, error
+        later: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+
+        def deliver(answer: Answer) -> None:
+            if not later.done():  # not cancelled with its request
+                later.set_result(answer)
+
+        answer = self.respond(
+            name, scope["path"], scope["query_string"], first_values(scope["headers"]), body, deliver, error
         )
+        status, headers, content = answer if answer is not None else await later
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
 
@@ -114,33 +126,48 @@ class FastRcar:
         query_string: bytes,
         headers: dict[bytes, bytes],
         body: bytes,
+        later: Callable[[Answer], None],
         error: KbsError | None = None,
-    ) -> Answer:
+    ) -> Answer | None:
         """Status, headers and body of the answer to request ``name`` (of :meth:`route`); ``error`` is an error
-        met while reading the request (its body too large)."""
+        met while reading the request (its body too large). An attestation the service accepted is recorded with
+        the others of this event-loop step (:class:`GroupCommit`): then this returns None and ``later`` gets the
+        answer after the commit."""
         kbs = self.kbs
         kbs.counters[f"requests_{name}"] += 1
-        extra: list[tuple[bytes, bytes]] = []
-        status = 200
         try:
             if error is not None:
                 raise error
             if name == "resource":
                 content_type, content = self._resource(path, query_string, headers)
-            else:
-                if name == "auth":
-                    payload, session = kbs.start_session(body)
-                else:
-                    payload, session = kbs.attest_session(cookie_value(headers), body)
-                content_type, content = _JSON, _json(payload)
-                extra.append((b"set-cookie", cookie_header(session).encode("latin-1")))
+                return _answer(200, content_type, content)
+            if name == "auth":
+                return _session_answer(*kbs.start_session(body))
+            step = kbs.appraise_attestation(cookie_value(headers), body)
+            if not isinstance(step, Appraised):
+                return _session_answer(*step)
+            kbs.group_commit.record(step.session, lambda outcome: later(self._concluded(step, outcome)))
+            return None
         except SealpodError as err:
-            if isinstance(err, KbsError):
-                kbs.counters[f"errors_{err.variant}"] += 1
-            status, detail = error_body(err)
-            content_type, content = _JSON, _json(detail)
-            extra = []
-        return status, [(b"content-length", str(len(content)).encode()), content_type, *extra], content
+            return self._error_answer(err)
+
+    def _concluded(self, step: Appraised, outcome: Outcome) -> Answer:
+        """The answer to an attestation once its record is in (a 500 for a bug: the request is answered anyway)."""
+        try:
+            if isinstance(outcome, SealpodError):
+                raise outcome
+            return _session_answer(*self.kbs.conclude_attestation(step, outcome))
+        except SealpodError as err:
+            return self._error_answer(err)
+        except Exception:
+            log.exception("the KBS failed to answer an attestation")
+            return _answer(500, _TEXT, b"Internal Server Error")
+
+    def _error_answer(self, err: SealpodError) -> Answer:
+        if isinstance(err, KbsError):
+            self.kbs.counters[f"errors_{err.variant}"] += 1
+        status, detail = error_body(err)
+        return _answer(status, _JSON, _json(detail))
 
     def _resource(
         self, url_path: str, query_string: bytes, headers: dict[bytes, bytes]
@@ -182,6 +209,15 @@ def _resource_parts(path: str) -> tuple[str, str, str] | None:
     if len(parts) != 3 or not all(parts):
         return None
     return parts[0], parts[1], parts[2]
+
+
+def _answer(status: int, content_type: tuple[bytes, bytes], content: bytes, *extra: tuple[bytes, bytes]) -> Answer:
+    return status, [(b"content-length", str(len(content)).encode()), content_type, *extra], content
+
+
+def _session_answer(payload: dict[str, Any], session: Session) -> Answer:
+    """The JSON answer of /auth or /attest, with the session cookie."""
+    return _answer(200, _JSON, _json(payload), (b"set-cookie", cookie_header(session).encode("latin-1")))
 
 
 def _json(payload: Any) -> bytes:

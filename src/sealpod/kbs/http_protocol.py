@@ -23,7 +23,7 @@ from urllib.parse import unquote
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from sealpod.kbs.fast_asgi import FastRcar, first_values
+from sealpod.kbs.fast_asgi import Answer, FastRcar, first_values
 from sealpod.kbs.protocol import KbsError
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     _fast_body: list[bytes]
     _fast_size = 0
     _closing = False
+    _deferred = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(cast(asyncio.Transport, _CoalescingTransport(transport, self.loop)))
@@ -127,12 +128,24 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
                 error = KbsError("InvalidRequest", f"request body over {fast_app.max_body} bytes", status=413)
             path, query = self._fast_target
             body = b"".join(self._fast_body)
-            status, headers, content = fast_app.respond(name, path, query, first_values(self.headers), body, error)
+            answer = fast_app.respond(
+                name, path, query, first_values(self.headers), body, lambda later: self._send(later, keep_alive), error
+            )
         except Exception:
             log.exception("the KBS failed to answer %s", name)
             self.transport.write(_SERVER_ERROR)
             self.transport.close()
             return
+        if answer is None:  # answered after the group commit; the next request is not read before
+            self._deferred = True
+            self.flow.pause_reading()
+            return
+        self._send(answer, keep_alive)
+
+    def _send(self, answer: Answer, keep_alive: bool) -> None:
+        self._deferred = False
+        keep_alive = keep_alive and not self._closing
+        status, headers, content = answer
         head = [STATUS_LINE[status]]
         for header_name, value in (*self.server_state.default_headers, *headers):
             head += [header_name, b": ", value, b"\r\n"]
@@ -149,7 +162,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         return True
 
     def shutdown(self) -> None:
-        if self._fast is not None:  # a request of the fast lane is being read: answer it, then close
+        if self._fast is not None or self._deferred:  # a fast-lane request is being read or answered: finish, close
             self._closing = True
             return
         super().shutdown()

@@ -35,6 +35,7 @@ from sealpod.kbs.caches import IssuedTokens, SessionCache
 from sealpod.kbs.challenges import TEES, ChallengeError, Challenges
 from sealpod.kbs.config import KbsConfig, load_config
 from sealpod.kbs.fast_asgi import FastRcar, cookie_header, error_body
+from sealpod.kbs.group_commit import Appraised, GroupCommit
 from sealpod.kbs.protocol import (
     PROTOCOL_VERSION,
     SESSION_COOKIE,
@@ -124,6 +125,7 @@ class Kbs:
         self.challenges = Challenges(self.storage.shared_key("session-nonce"))
         self.admin_data = AdminData(self.storage)
         self.issued = IssuedTokens()
+        self.group_commit = GroupCommit(self.storage, self.counters)
 
     # -- helpers -----------------------------------------------------------------------------------------------
 
@@ -182,6 +184,14 @@ class Kbs:
     def attest_session(self, session_id: str | None, body: bytes) -> tuple[dict[str, Any], Session]:
         """/attest: the token for this session's evidence (one attestation per session, across every process
         sharing the store)."""
+        step = self.appraise_attestation(session_id, body)
+        if isinstance(step, Appraised):
+            return self.conclude_attestation(step, self.storage.record_attestation(step.session))
+        return step
+
+    def appraise_attestation(self, session_id: str | None, body: bytes) -> Appraised | tuple[dict[str, Any], Session]:
+        """/attest up to the store: the appraised session to record (then :meth:`conclude_attestation`), or the
+        answer for a session this process already knows attested."""
         if not session_id:
             raise KbsError("AttestationError", "Attestation error: no kbs-session-id cookie: call /kbs/v0/auth first")
         message: Attestation = parse_message(Attestation, body, "Attestation")
@@ -231,17 +241,22 @@ class Kbs:
             self.counters["attestation_failures"] += 1
             raise KbsError("AttestationError", f"Attestation error: {err}", hint=err.hint) from None
         session = dataclasses.replace(session, token=appraisal.token, evidence_digest=evidence_digest)
-        if not self.storage.record_attestation(session):
+        return Appraised(session, appraisal.token_claims, tee_key)
+
+    def conclude_attestation(self, step: Appraised, recorded: bool) -> tuple[dict[str, Any], Session]:
+        """/attest after the store recorded (``recorded``) or refused the appraised session: the token."""
+        session = step.session
+        if not recorded:
             # attested before (by another request, worker or process): the store's record decides
             stored = self.storage.get_session(session.id)
             if stored is None or stored.token is None:
                 raise KbsError("AttestationError", "Attestation error: the session was attested concurrently")
             self.sessions.put(stored)
-            return _already_attested(stored, evidence_digest)
+            return _already_attested(stored, session.evidence_digest or "")
         self.counters["attestations"] += 1
         self.sessions.put(session)
-        self.issued.put(appraisal.token, appraisal.token_claims, tee_key)
-        return {"token": appraisal.token}, session
+        self.issued.put(session.token or "", step.token_claims, step.tee_key)
+        return {"token": session.token}, session
 
     def _token_claims(self, authorization: str, session_id: str | None) -> tuple[dict[str, Any], Any]:
         """The claims of the request's token and, for a token this process signed, the TEE's parsed key."""

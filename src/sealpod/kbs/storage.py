@@ -17,6 +17,10 @@ from sealpod.errors import SealpodError
 
 log = logging.getLogger(__name__)
 _PURGE = "DELETE FROM sessions WHERE expires < ?"
+_RECORD = (
+    "INSERT INTO sessions (id, nonce, tee, expires, token, evidence_digest) VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (id) DO NOTHING RETURNING id"
+)
 #: How long a request's statement waits for another SQLite writer (what the busy timeout was).
 BUSY_WAIT = 30.0
 
@@ -259,12 +263,31 @@ class Storage:
     def record_attestation(self, session: Session) -> bool:
         """Record an attested session unless it was attested before (True if this one was recorded): the one
         write of a handshake, and what makes a session's nonce good for one attestation across all processes."""
-        rows = self._execute(
-            "INSERT INTO sessions (id, nonce, tee, expires, token, evidence_digest) VALUES (?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (id) DO NOTHING RETURNING id",
-            (session.id, session.nonce, session.tee, session.expires, session.token, session.evidence_digest),
-        )
-        return len(rows) == 1
+        return self.record_attestations([session])[0]
+
+    def record_attestations(self, sessions: list[Session]) -> list[bool]:
+        """:meth:`record_attestation` for several sessions in one transaction (a group commit: one lock, one
+        commit, the pages written once); all or none are recorded. A session twice in the list is recorded once."""
+        sql = _RECORD.replace("?", self._param)
+        rows = [(s.id, s.nonce, s.tee, s.expires, s.token, s.evidence_digest) for s in sessions]
+        with self._lock:
+            try:
+                if not self._sqlite:
+                    with self._conn.transaction():
+                        return [bool(self._conn.execute(sql, row).fetchall()) for row in rows]
+                if len(rows) == 1:
+                    return [bool(self._run(sql, rows[0]))]
+                self._run("BEGIN IMMEDIATE", ())  # polled like any statement while another writer holds the lock
+                try:
+                    recorded = [bool(self._fetch(sql, row)) for row in rows]
+                    self._fetch("COMMIT", ())
+                except BaseException:
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                    raise
+                return recorded
+            except Exception as err:  # sqlite3.Error / psycopg.Error: the store itself failed
+                raise SealpodError(f"KBS storage error: {err}", hint=f"check the store at {self.url}") from err
 
     def purge_sessions(self, now: int) -> None:
         self._execute(_PURGE, (now,))

@@ -1,0 +1,83 @@
+"""Attestations recorded in groups (one transaction per event-loop step): concurrent handshakes each get their
+own token, a duplicate in one group is recorded once, and a failed commit answers every request of its group with
+the store's error and records none of them."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from sealpod.jose import public_jwk
+from sealpod.kbs.protocol import PROTOCOL_VERSION
+from sealpod.tee.sim import SimPlatform
+from tests.kbs.conftest import KbsProcess, error_of, register_enclave
+from tests.kbs.test_fast_path_and_caches import _attest_body
+
+_SESSIONS = (
+    "CREATE TABLE sessions (id TEXT PRIMARY KEY, nonce TEXT NOT NULL, tee TEXT NOT NULL, "
+    "expires BIGINT NOT NULL, token TEXT, evidence_digest TEXT)"
+)
+
+
+async def _attest_all(url: str, sim: SimPlatform, sessions: int, duplicate: bool = False) -> list[httpx.Response]:
+    """``sessions`` handshakes up to /attest, the attestations sent at once, each on its own connection (with
+    ``duplicate``, the first session's attestation is sent twice)."""
+    clients = [httpx.AsyncClient(base_url=url, timeout=30) for _ in range(sessions + duplicate)]
+    try:
+        bodies: list[tuple[dict[str, Any], str]] = []
+        for client in clients[:sessions]:
+            auth = await client.post("/kbs/v0/auth", json={"version": PROTOCOL_VERSION, "tee": "sgx"})
+            jwk = public_jwk(ec.generate_private_key(ec.SECP256R1()).public_key(), "ECDH-ES+A256KW")
+            bodies.append((_attest_body(sim, auth.json()["nonce"], jwk), auth.cookies["kbs-session-id"]))
+        if duplicate:
+            bodies.append(bodies[0])
+        return list(
+            await asyncio.gather(
+                *(
+                    client.post("/kbs/v0/attest", json=body, headers={"Cookie": f"kbs-session-id={cookie}"})
+                    for client, (body, cookie) in zip(clients, bodies, strict=True)
+                )
+            )
+        )
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
+def test_concurrent_attestations_each_get_their_own_token_and_a_duplicate_the_same(
+    kbs_factory: Callable[..., KbsProcess], sim: SimPlatform, tmp_path: Path
+) -> None:
+    server = kbs_factory()
+    register_enclave(server.url)
+    answers = asyncio.run(_attest_all(server.url, sim, 12, duplicate=True))
+    assert [a.status_code for a in answers] == [200] * 13, [a.text for a in answers if a.status_code != 200]
+    tokens = [a.json()["token"] for a in answers]
+    assert len(set(tokens[:12])) == 12
+    assert tokens[12] == tokens[0], "the same evidence twice gets the one recorded token"
+    with sqlite3.connect(tmp_path / "kbs.sqlite") as store:
+        assert sorted(t for (t,) in store.execute("SELECT token FROM sessions")) == sorted(tokens[:12])
+
+
+def test_a_failed_group_commit_answers_each_request_with_the_error_and_records_nothing(
+    kbs_factory: Callable[..., KbsProcess], sim: SimPlatform, tmp_path: Path
+) -> None:
+    server = kbs_factory()
+    register_enclave(server.url)
+    with sqlite3.connect(tmp_path / "kbs.sqlite") as store:
+        store.execute("DROP TABLE sessions")  # the store fails every session write from now on
+    answers = asyncio.run(_attest_all(server.url, sim, 4))
+    for answer in answers:
+        status, variant, detail = error_of(answer)
+        assert (status, variant) == (401, "PluginInternalError"), answer.text
+        assert "KBS storage error: no such table: sessions" in detail
+    with sqlite3.connect(tmp_path / "kbs.sqlite") as store:
+        store.execute(_SESSIONS)
+        assert store.execute("SELECT COUNT(*) FROM sessions").fetchone() == (0,)
+    again = asyncio.run(_attest_all(server.url, sim, 2))  # the same server goes on once its store does
+    assert [a.status_code for a in again] == [200, 200], [a.text for a in again]
