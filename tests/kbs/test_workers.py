@@ -10,25 +10,27 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sealpod.kbs.workers import STALE_NS, ConnectionShares
+from sealpod.kbs.workers import ACCEPT_AHEAD, SHED_ABOVE, STALE_NS, ConnectionShares
 from tests.kbs.conftest import KbsProcess
 
 
-def test_a_worker_accepts_only_while_no_live_worker_holds_fewer() -> None:
+def test_a_worker_accepts_only_while_less_than_accept_ahead_ahead_of_every_live_worker() -> None:
     shares = ConnectionShares(3)
     now = time.monotonic_ns()
-    shares.publish(0, 5, now)
-    shares.publish(1, 4, now)
-    shares.publish(2, 9, now)
-    assert not shares.may_accept(0, 5, now)  # worker 1 holds fewer
-    assert shares.may_accept(1, 4, now)
-    assert not shares.may_accept(2, 9, now)
-    shares.publish(1, 5, now)
-    assert shares.may_accept(0, 5, now)  # level: either may take the next
+    shares.publish(0, 10, now)
+    shares.publish(1, 10 - ACCEPT_AHEAD, now)
+    shares.publish(2, 30, now)
+    assert not shares.may_accept(0, 10, now)  # worker 1 holds ACCEPT_AHEAD fewer
+    assert shares.may_accept(1, 10 - ACCEPT_AHEAD, now)
+    assert not shares.may_accept(2, 30, now)
+    shares.publish(1, 11 - ACCEPT_AHEAD, now)
+    assert shares.may_accept(0, 10, now)  # one short of the lead that stops it
+    assert shares.excess(2, 30, now) == 30 - (11 - ACCEPT_AHEAD)
     # a worker silent for longer than STALE_NS (stuck or dead) is left out, however few it holds
     shares.publish(1, 0, now - STALE_NS - 1)
-    assert shares.may_accept(0, 5, now)
-    assert not shares.may_accept(2, 9, now)  # worker 0 is live and holds fewer
+    assert shares.may_accept(0, 10, now)
+    assert shares.excess(0, 10, now) == 0
+    assert not shares.may_accept(2, 30, now)  # worker 0 is live and holds far fewer
 
 
 def _workers(server: KbsProcess) -> list[int]:
@@ -137,7 +139,7 @@ def test_a_burst_of_kept_alive_connections_is_spread_evenly(kbs_factory: Callabl
     try:
         counts = [_established(pid, server.port) for pid in workers]
         assert sum(counts) == 40, counts
-        assert max(counts) - min(counts) <= 2, f"connections per worker: {counts}"
+        assert max(counts) - min(counts) <= ACCEPT_AHEAD, f"connections per worker: {counts}"
     finally:
         for sock in socks:
             sock.close()
@@ -152,14 +154,14 @@ def test_a_stopped_worker_does_not_hold_the_others_back_and_gets_its_share_back(
     os.kill(stuck, signal.SIGSTOP)
     socks: list[socket.socket] = []
     try:
-        socks = _served(server, _connect(server, 12))  # answered once the stopped worker's heartbeat is stale
-        assert (_established(live, server.port), _established(stuck, server.port)) == (12, 0)
+        socks = _served(server, _connect(server, 20))  # answered once the stopped worker's heartbeat is stale
+        assert (_established(live, server.port), _established(stuck, server.port)) == (20, 0)
         os.kill(stuck, signal.SIGCONT)
         time.sleep(0.2)  # its heartbeat is fresh again
         socks = _served(server, socks)  # the live worker ends connections until the two are level
         counts = [_established(pid, server.port) for pid in (live, stuck)]
-        assert sum(counts) == 12
-        assert max(counts) - min(counts) <= 3, f"connections per worker: {counts}"
+        assert sum(counts) == 20
+        assert max(counts) - min(counts) <= SHED_ABOVE, f"connections per worker: {counts}"
     finally:
         os.kill(stuck, signal.SIGCONT)
         for sock in socks:
