@@ -2,9 +2,11 @@
 
 Clients are coroutines on uvloop in two load-generator processes, each with a kept-alive connection (HTTP/1.1
 written by hand, responses parsed by httptools: it costs the shared CPU far less than a client library). Each client
-loops: POST /auth, a simulated SGX quote over the JCS/SHA-384 binding of the nonce and a fresh P-256 tee-pubkey,
+loops: POST /auth, a simulated SGX quote over the JCS/SHA-384 binding of the nonce and the client's P-256 tee-pubkey,
 POST /attest (full DCAP verification, the Rego attestation policy, an EAR token), GET one resource (token check, the
-Rego resource policy, the JWE), and decrypt it. Reported per N (1, 16, 64): handshakes/s, p50/p99 latency, errors;
+Rego resource policy, the JWE), and decrypt it; after a response with Connection: close (a worker levelling its
+connections) the next request goes on a new connection, as HTTP clients do, and the reconnect counts in the latency.
+Reported per N (1, 16, 64): handshakes/s, p50/p99 latency, errors, reconnects;
 and, measured in the same run just before and just after each N, the crypto-only cost of one handshake (quote
 verification, EAR sign and verify, JWE encrypt and decrypt, the binding hash) as the bound: 2 cores / that cost.
 
