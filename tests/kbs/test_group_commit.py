@@ -5,6 +5,7 @@ the store's error and records none of them."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,7 @@ from sealpod.jose import public_jwk
 from sealpod.kbs.protocol import PROTOCOL_VERSION
 from sealpod.tee.sim import SimPlatform
 from tests.kbs.conftest import KbsProcess, error_of, register_enclave
-from tests.kbs.test_fast_path_and_caches import _attest_body
+from tests.kbs.test_fast_path_and_caches import _attest_body, _raw_exchange
 
 _SESSIONS = (
     "CREATE TABLE sessions (id TEXT PRIMARY KEY, nonce TEXT NOT NULL, tee TEXT NOT NULL, "
@@ -81,3 +82,51 @@ def test_a_failed_group_commit_answers_each_request_with_the_error_and_records_n
         assert store.execute("SELECT COUNT(*) FROM sessions").fetchone() == (0,)
     again = asyncio.run(_attest_all(server.url, sim, 2))  # the same server goes on once its store does
     assert [a.status_code for a in again] == [200, 200], [a.text for a in again]
+
+
+def test_requests_pipelined_behind_an_attestation_are_answered_after_it_in_order(
+    kbs_factory: Callable[..., KbsProcess], sim: SimPlatform
+) -> None:
+    server = kbs_factory()
+    register_enclave(server.url)
+    auth = httpx.post(f"{server.url}/kbs/v0/auth", json={"version": PROTOCOL_VERSION, "tee": "sgx"})
+    jwk = public_jwk(ec.generate_private_key(ec.SECP256R1()).public_key(), "ECDH-ES+A256KW")
+    body = json.dumps(_attest_body(sim, auth.json()["nonce"], jwk)).encode()
+    cookie = f"kbs-session-id={auth.cookies['kbs-session-id']}".encode()
+    attest = b"POST /kbs/v0/attest HTTP/1.1\r\nHost: x\r\nCookie: %s\r\nContent-Length: %d\r\n\r\n%s" % (
+        cookie,
+        len(body),
+        body,
+    )
+    auth_body = json.dumps({"version": PROTOCOL_VERSION, "tee": "sgx"}).encode()
+    another = b"POST /kbs/v0/auth HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(auth_body), auth_body)
+    health = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    # one write: the attestation waits for its group commit; what follows it must not overtake it
+    answer = _raw_exchange(server, attest + another + health + attest)
+    assert answer.count(b"HTTP/1.1 200 OK\r\n") == 4, answer[:400]
+    token, nonce, status = answer.index(b'{"token":'), answer.index(b'"nonce":'), answer.index(b'"status":"ok"')
+    assert token < nonce < status < answer.rindex(b'{"token":'), "answered in the order asked"
+    # the same evidence again on the same session: the one recorded token
+    tokens = [part.split(b'"')[0] for part in answer.split(b'{"token":"')[1:]]
+    assert tokens[0] == tokens[1]
+
+
+def test_a_client_gone_before_its_attestation_is_answered_costs_nothing_else(
+    kbs_factory: Callable[..., KbsProcess], sim: SimPlatform, tmp_path: Path
+) -> None:
+    import socket
+
+    server = kbs_factory()
+    register_enclave(server.url)
+    auth = httpx.post(f"{server.url}/kbs/v0/auth", json={"version": PROTOCOL_VERSION, "tee": "sgx"})
+    jwk = public_jwk(ec.generate_private_key(ec.SECP256R1()).public_key(), "ECDH-ES+A256KW")
+    body = json.dumps(_attest_body(sim, auth.json()["nonce"], jwk)).encode()
+    cookie = f"kbs-session-id={auth.cookies['kbs-session-id']}".encode()
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(
+            b"POST /kbs/v0/attest HTTP/1.1\r\nHost: x\r\nCookie: %s\r\nContent-Length: %d\r\n\r\n%s"
+            % (cookie, len(body), body)
+        )
+    again = asyncio.run(_attest_all(server.url, sim, 3))
+    assert [a.status_code for a in again] == [200] * 3, [a.text for a in again]
+    assert "Traceback" not in server.log.read_text()

@@ -62,6 +62,19 @@ class _CoalescingTransport:
         return getattr(self._transport, name)
 
 
+class _Answering:
+    """In place of uvicorn's request-response cycle while a fast-lane answer is being made (an attestation waiting
+    for its group commit): uvicorn queues a request pipelined behind it as behind an unfinished cycle, and starts it
+    when the answer is sent (``on_response_complete``)."""
+
+    response_complete = False
+
+    def __init__(self) -> None:
+        self.disconnected = False
+        self.keep_alive = True
+        self.message_event = asyncio.Event()
+
+
 def _find_fast(app: Any) -> FastRcar | None:
     """The FastRcar under uvicorn's middleware wrappers (each keeps the app it wraps as ``app``)."""
     for _ in range(8):
@@ -136,14 +149,18 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             self.transport.write(_SERVER_ERROR)
             self.transport.close()
             return
-        if answer is None:  # answered after the group commit; the next request is not read before
+        if answer is None:  # answered after the group commit; requests pipelined behind it wait for it
             self._deferred = True
+            self.cycle = cast(Any, _Answering())
             self.flow.pause_reading()
             return
         self._send(answer, keep_alive)
 
     def _send(self, answer: Answer, keep_alive: bool) -> None:
-        self._deferred = False
+        if self._deferred:
+            self._deferred = False
+            if isinstance(self.cycle, _Answering):  # else a pipelined request's cycle, started next
+                self.cycle = cast(Any, None)
         keep_alive = keep_alive and not self._closing
         status, headers, content = answer
         head = [STATUS_LINE[status]]
