@@ -36,6 +36,9 @@ def test_spec_byte_vectors() -> None:
         == b"eyJhbGciOiJmYWtlYWxnIiwiZW5jIjoiZmFrZWVuYyJ9"
     )
     assert jcs({"é": 1, "a": [True, None, "x\n"]}) == '{"a":[true,null,"x\\n"],"é":1}'.encode()
+    assert jcs(['\u0000\x1f\x7f"\\/\b\f\r\t€😀']) == '["\\u0000\\u001f\x7f\\"\\\\/\\b\\f\\r\\t€😀"]'.encode()
+    with pytest.raises(TypeError, match="lone UTF-16 surrogate"):
+        jcs({"x": "\ud800"})
 
 
 @pytest.mark.parametrize("kind", ["P-256", "P-521", "RSA"])
@@ -151,6 +154,11 @@ def test_refusals(kbs_factory: Callable[..., KbsProcess], sim: SimPlatform) -> N
 
     no_cookie = httpx.post(f"{server.url}/kbs/v0/attest", json=_attest_body(sim, nonce, jwk))
     assert "cookie" in error_of(no_cookie)[2]
+
+    surrogate = json.dumps(_attest_body(sim, nonce, jwk)).replace(f'"{jwk["x"]}"', '"\\ud800"')
+    lone_surrogate = http.post("/kbs/v0/attest", content=surrogate, headers={"content-type": "application/json"})
+    assert error_of(lone_surrogate)[:2] == (401, "InvalidRequest")  # a lone surrogate is not JSON text
+    assert "malformed Attestation" in error_of(lone_surrogate)[2]
 
     malformed = http.post("/kbs/v0/attest", json={"runtime-data": {"nonce": nonce}})
     assert error_of(malformed)[1] == "InvalidRequest"

@@ -151,8 +151,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             return
         if answer is None:  # answered after the group commit; requests pipelined behind it wait for it
             self._deferred = True
-            self.cycle = cast(Any, _Answering())
-            self.flow.pause_reading()
+            self.cycle = cast(Any, _Answering())  # (uvicorn pauses reading when it queues one)
             return
         self._send(answer, keep_alive)
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import json.encoder
 import re
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -81,8 +83,9 @@ def parse_message(model: type[_Message], raw: bytes, what: str) -> Any:
         raise KbsError("InvalidRequest", f"malformed {what}: {where}: {first['msg']}") from None
 
 
-def _jcs_string(text: str) -> str:
-    return json.dumps(text, ensure_ascii=False)
+#: A JSON string literal as ``json.dumps(text, ensure_ascii=False)`` writes it (the function it calls, without the
+#: encoder it builds per call: a tenth of the time), which is JCS's escaping.
+_jcs_string: Callable[[str], str] = json.encoder.encode_basestring
 
 
 def jcs(value: Any) -> bytes:
@@ -106,7 +109,10 @@ def jcs(value: Any) -> bytes:
             return "{" + ",".join(f"{_jcs_string(k)}:{encode(item[k])}" for k in keys) + "}"
         raise TypeError(f"JCS: {type(item).__name__} values are not supported here")
 
-    return encode(value).encode()
+    try:
+        return encode(value).encode()
+    except UnicodeEncodeError:  # a lone surrogate (JSON's "\ud800"): not text, and JCS has no form for it
+        raise TypeError("JCS: a string holds a lone UTF-16 surrogate") from None
 
 
 def report_data(
