@@ -225,10 +225,10 @@ def test_expired_sessions_are_purged_off_the_request_path_and_a_session_is_attes
     storage = Storage(f"sqlite://{tmp_path / 'kbs.sqlite'}")
     try:
         now = int(time.time())
-        assert storage.record_attestation(Session("old", "n1", "sgx", now - 10, "token-0", "digest-0"))
-        assert storage.record_attestation(Session("live", "n2", "sgx", now + 300, "token-1", "digest-1"))
+        assert storage.record_attestations([Session("old", "n1", "sgx", now - 10, "token-0", "digest-0")]) == [True]
+        assert storage.record_attestations([Session("live", "n2", "sgx", now + 300, "token-1", "digest-1")]) == [True]
         # a second attestation of the same session does not win, and changes nothing
-        assert not storage.record_attestation(Session("live", "n2", "sgx", now + 300, "token-2", "digest-2"))
+        assert storage.record_attestations([Session("live", "n2", "sgx", now + 300, "token-2", "digest-2")]) == [False]
         storage.start_maintenance(interval=0.02, purge_every=0)
         deadline = time.monotonic() + 10
         while storage.get_session("old") is not None and time.monotonic() < deadline:
@@ -286,7 +286,7 @@ def test_sqlite_writes_wait_for_another_writer_without_the_busy_handler(tmp_path
         other.execute("INSERT INTO sessions (id, nonce, tee, expires) VALUES ('other', 'n', 'sgx', 1)")
         release = threading.Timer(0.3, lambda: other.execute("COMMIT"))
         release.start()
-        storage.record_attestation(Session("mine", "n", "sgx", int(time.time()) + 60, "t", "d"))
+        assert storage.record_attestations([Session("mine", "n", "sgx", int(time.time()) + 60, "t", "d")]) == [True]
         release.join()
         assert storage.get_session("mine") is not None
         assert storage.get_session("other") is not None

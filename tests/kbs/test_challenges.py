@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+import struct
 import uuid
 
 import pytest
@@ -52,3 +53,13 @@ def test_the_tee_list_is_append_only_and_keys_are_long() -> None:
     assert TEES[:2] == ("sgx", "sample"), "a TEE's index is in nonces in flight: never reorder"
     with pytest.raises(ValueError, match="32 bytes"):
         Challenges(b"short")
+
+
+def test_a_nonce_of_an_unknown_format_or_tee_is_refused_even_under_the_right_key() -> None:
+    key, session = os.urandom(32), uuid.uuid4().hex
+    challenges = Challenges(key)
+    for form, tee in ((2, 0), (1, len(TEES))):  # what a newer KBS sharing the store might write
+        head = struct.pack(">BBI", form, tee, 1_900_000_000)
+        nonce = base64.b64encode(head + challenges._mac(bytes.fromhex(session), head)).decode()
+        with pytest.raises(ChallengeError, match=rf"format \({form}\) or TEE \({tee}\) is unknown"):
+            challenges.check(session, nonce)

@@ -2,7 +2,7 @@
 and the session id, under a key every KBS process sharing the store holds. So /auth writes nothing to the store
 (and a flood of /auth requests fills nothing), while /attest can still tell, on any process, that a nonce is the one
 this KBS gave this session, for which TEE and until when. A session enters the store only when it is attested, by
-an insert that a second attestation of the same session loses (see :meth:`Storage.record_attestation`).
+an insert that a second attestation of the same session loses (see :meth:`Storage.record_attestations`).
 
 Nonce layout (32 bytes, standard base64 like trustee's random nonce): format 1 (1 byte), the TEE's index in
 :data:`TEES` (1), the expiry in Unix seconds (4, big-endian), then the first 26 bytes of

@@ -167,7 +167,7 @@ class FastRcar:
         if isinstance(err, KbsError):
             self.kbs.counters[f"errors_{err.variant}"] += 1
         status, detail = error_body(err)
-        return _answer(status, _JSON, _json(detail))
+        return _answer(status, _JSON, compact_json(detail))
 
     def _resource(
         self, url_path: str, query_string: bytes, headers: dict[bytes, bytes]
@@ -185,7 +185,7 @@ class FastRcar:
         )
         if isinstance(released, bytes):
             return _OCTETS, released
-        return _JSON, _json(released)
+        return _JSON, compact_json(released)
 
     async def _body(self, receive: Receive) -> bytes:
         chunks: list[bytes] = []
@@ -217,9 +217,4 @@ def _answer(status: int, content_type: tuple[bytes, bytes], content: bytes, *ext
 
 def _session_answer(payload: dict[str, Any], session: Session) -> Answer:
     """The JSON answer of /auth or /attest, with the session cookie."""
-    return _answer(200, _JSON, _json(payload), (b"set-cookie", cookie_header(session).encode("latin-1")))
-
-
-def _json(payload: Any) -> bytes:
-    """JSON as Starlette's JSONResponse renders it (compact UTF-8)."""
-    return compact_json(payload)
+    return _answer(200, _JSON, compact_json(payload), (b"set-cookie", cookie_header(session).encode("latin-1")))

@@ -34,7 +34,7 @@ from sealpod.kbs.admin_data import AdminData, AdminView
 from sealpod.kbs.caches import IssuedTokens, SessionCache
 from sealpod.kbs.challenges import TEES, ChallengeError, Challenges
 from sealpod.kbs.config import KbsConfig, load_config
-from sealpod.kbs.fast_asgi import FastRcar, cookie_header, error_body
+from sealpod.kbs.fast_asgi import FastRcar, error_body
 from sealpod.kbs.group_commit import Appraised, GroupCommit
 from sealpod.kbs.protocol import (
     PROTOCOL_VERSION,
@@ -146,9 +146,6 @@ class Kbs:
     def _policy(self, kind: str, policy_id: str, packaged: str, view: AdminView | None = None) -> str:
         return (view or self.admin_data.view()).policy(kind, policy_id) or rego.packaged(packaged)
 
-    def _cookie(self, response: Response, session: Session) -> None:
-        response.headers["Set-Cookie"] = cookie_header(session)
-
     def _admin(self, request: Request) -> str:
         return self.admin.check(request.headers.get("Authorization"), f"{request.method} {request.url.path}")
 
@@ -180,14 +177,6 @@ class Kbs:
         expires = int(time.time()) + self.config.attestation.session_lifetime
         nonce = self.challenges.issue(session_id, message.tee, expires)
         return {"nonce": nonce, "extra-params": ""}, Session(session_id, nonce, message.tee, expires, None, None)
-
-    def attest_session(self, session_id: str | None, body: bytes) -> tuple[dict[str, Any], Session]:
-        """/attest: the token for this session's evidence (one attestation per session, across every process
-        sharing the store)."""
-        step = self.appraise_attestation(session_id, body)
-        if isinstance(step, Appraised):
-            return self.conclude_attestation(step, self.storage.record_attestation(step.session))
-        return step
 
     def appraise_attestation(self, session_id: str | None, body: bytes) -> Appraised | tuple[dict[str, Any], Session]:
         """/attest up to the store: the appraised session to record (then :meth:`conclude_attestation`), or the
@@ -328,19 +317,7 @@ class Kbs:
         self.counters["resources_released"] += 1
         return jwe
 
-    # -- the same as Starlette endpoints -----------------------------------------------------------------------
-
-    async def auth(self, request: Request) -> Response:
-        payload, session = self.start_session(await self._body(request))
-        response = JSONResponse(payload)
-        self._cookie(response, session)
-        return response
-
-    async def attest(self, request: Request) -> Response:
-        payload, session = self.attest_session(request.cookies.get(SESSION_COOKIE), await self._body(request))
-        response = JSONResponse(payload)
-        self._cookie(response, session)
-        return response
+    # -- Starlette endpoints ------------------------------------------------------------------------------------
 
     async def resource(self, request: Request) -> Response:
         p = request.path_params
@@ -455,6 +432,10 @@ def _b64url_text(value: str) -> str:
         raise KbsError("InvalidRequest", "the policy is not base64url-encoded UTF-8") from None
 
 
+async def _answered_by_fast_rcar(request: Request) -> Response:
+    raise RuntimeError(f"{request.method} {request.url.path} reached Starlette: FastRcar answers it")
+
+
 def build_app(config: KbsConfig) -> FastRcar:
     """The ASGI app for ``config``: the handshake's requests on the raw fast path, the rest with Starlette."""
     kbs = Kbs(config)
@@ -474,8 +455,9 @@ def build_app(config: KbsConfig) -> FastRcar:
         return endpoint
 
     routes = [
-        Route("/kbs/v0/auth", handler(kbs.auth), methods=["POST"]),
-        Route("/kbs/v0/attest", handler(kbs.attest), methods=["POST"]),
+        # FastRcar answers POST /auth and /attest before Starlette; these routes give other methods Starlette's 405
+        Route("/kbs/v0/auth", _answered_by_fast_rcar, methods=["POST"]),
+        Route("/kbs/v0/attest", _answered_by_fast_rcar, methods=["POST"]),
         Route("/kbs/v0/resource/{repository}/{type}/{tag}", handler(kbs.resource), methods=["GET", "POST", "DELETE"]),
         Route("/kbs/v0/attestation-policy", handler(kbs.attestation_policy), methods=["POST", "GET"]),
         Route("/kbs/v0/attestation-policy/{policy_id}", handler(kbs.attestation_policy), methods=["GET"]),

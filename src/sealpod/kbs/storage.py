@@ -3,12 +3,14 @@ or PostgreSQL (``postgresql://...``), so that several KBS processes can share on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,19 +139,25 @@ class Storage:
         finally:
             conn.close()
 
+    @contextlib.contextmanager
+    def _using_store(self) -> Iterator[None]:
+        """The connection's lock held; the store's own errors (sqlite3.Error, psycopg.Error) as SealpodError."""
+        with self._lock:
+            try:
+                yield
+            except Exception as err:
+                raise SealpodError(f"KBS storage error: {err}", hint=f"check the store at {self.url}") from err
+
     def _execute(self, sql: str, params: tuple[Any, ...] = (), *, durable: bool = False) -> list[tuple[Any, ...]]:
         sql = sql.replace("?", self._param)
         sqlite = self._sqlite
-        with self._lock:
-            try:
-                if durable and sqlite:
-                    self._conn.execute("PRAGMA synchronous=FULL")
-                rows = self._run(sql, params) if sqlite else self._fetch(sql, params)
-                if durable and sqlite:
-                    self._conn.execute("PRAGMA synchronous=NORMAL")
-                return rows
-            except Exception as err:  # sqlite3.Error / psycopg.Error: the store itself failed
-                raise SealpodError(f"KBS storage error: {err}", hint=f"check the store at {self.url}") from err
+        with self._using_store():
+            if durable and sqlite:
+                self._conn.execute("PRAGMA synchronous=FULL")
+            rows = self._run(sql, params) if sqlite else self._fetch(sql, params)
+            if durable and sqlite:
+                self._conn.execute("PRAGMA synchronous=NORMAL")
+            return rows
 
     def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         cursor = self._conn.execute(sql, params)
@@ -260,34 +268,28 @@ class Storage:
         )
         return Session(*rows[0]) if rows else None
 
-    def record_attestation(self, session: Session) -> bool:
-        """Record an attested session unless it was attested before (True if this one was recorded): the one
-        write of a handshake, and what makes a session's nonce good for one attestation across all processes."""
-        return self.record_attestations([session])[0]
-
     def record_attestations(self, sessions: list[Session]) -> list[bool]:
-        """:meth:`record_attestation` for several sessions in one transaction (a group commit: one lock, one
-        commit, the pages written once); all or none are recorded. A session twice in the list is recorded once."""
+        """Record attested sessions, each unless it was attested before (True for each one recorded): a
+        handshake's one write, and what makes a session's nonce good for one attestation across all processes. One
+        transaction (a group commit: one lock, one commit, the pages written once), all or none; a session twice
+        in the list is recorded once."""
         sql = _RECORD.replace("?", self._param)
         rows = [(s.id, s.nonce, s.tee, s.expires, s.token, s.evidence_digest) for s in sessions]
-        with self._lock:
+        with self._using_store():
+            if not self._sqlite:
+                with self._conn.transaction():
+                    return [bool(self._conn.execute(sql, row).fetchall()) for row in rows]
+            if len(rows) == 1:
+                return [bool(self._run(sql, rows[0]))]
+            self._run("BEGIN IMMEDIATE", ())  # polled like any statement while another writer holds the lock
             try:
-                if not self._sqlite:
-                    with self._conn.transaction():
-                        return [bool(self._conn.execute(sql, row).fetchall()) for row in rows]
-                if len(rows) == 1:
-                    return [bool(self._run(sql, rows[0]))]
-                self._run("BEGIN IMMEDIATE", ())  # polled like any statement while another writer holds the lock
-                try:
-                    recorded = [bool(self._fetch(sql, row)) for row in rows]
-                    self._fetch("COMMIT", ())
-                except BaseException:
-                    if self._conn.in_transaction:
-                        self._conn.execute("ROLLBACK")
-                    raise
-                return recorded
-            except Exception as err:  # sqlite3.Error / psycopg.Error: the store itself failed
-                raise SealpodError(f"KBS storage error: {err}", hint=f"check the store at {self.url}") from err
+                recorded = [bool(self._fetch(sql, row)) for row in rows]
+                self._fetch("COMMIT", ())
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+            return recorded
 
     def purge_sessions(self, now: int) -> None:
         self._execute(_PURGE, (now,))

@@ -157,30 +157,34 @@ class BalancedServer(uvicorn.Server):
         return protocol(config=self.config, server_state=self.server_state, app_state=self.lifespan.state)  # type: ignore[no-any-return]
 
 
-def _config(certfile: str | None, keyfile: str | None, server: list[BalancedServer]) -> uvicorn.Config:
-    class Protocol(CoalescingHttpToolsProtocol):
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            if server:
-                server[0].connection_made()
+class _BalancedProtocol(CoalescingHttpToolsProtocol):
+    """The KBS's HTTP protocol telling this worker's :class:`BalancedServer` of its connections (one server per
+    forked worker: the class attribute is the process's)."""
 
-        _shed = False
+    balancer: BalancedServer
+    _shed = False
 
-        def keep_alive(self) -> bool:
-            if not server or server[0].keep_alive():
-                return True
-            self._shed = True
-            return False
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.balancer.connection_made()
 
-        def connection_lost(self, exc: Exception | None) -> None:
-            super().connection_lost(exc)
-            if self._shed:
-                server[0].shed_done()
+    def keep_alive(self) -> bool:
+        if self.balancer.keep_alive():
+            return True
+        self._shed = True
+        return False
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self._shed:
+            self.balancer.shed_done()
+
+
+def _config(certfile: str | None, keyfile: str | None, protocol: type[CoalescingHttpToolsProtocol]) -> uvicorn.Config:
     return uvicorn.Config(
         "sealpod.kbs.server:app_from_env",
         factory=True,
-        http=Protocol,
+        http=protocol,
         log_level="warning",
         access_log=False,  # at log level warning it was never shown, yet formatted per request
         ssl_certfile=certfile,
@@ -204,8 +208,7 @@ def serve_workers(host: str, port: int, workers: int, certfile: str | None, keyf
     by :class:`BalancedServer`; returns when every worker has stopped (SIGTERM/SIGINT stop them)."""
     sock = listening_socket(host, port)
     if workers <= 1:
-        config = _config(certfile, keyfile, [])
-        uvicorn.Server(config).run(sockets=[sock])
+        uvicorn.Server(_config(certfile, keyfile, CoalescingHttpToolsProtocol)).run(sockets=[sock])
         return
     shares = ConnectionShares(workers)
     pids = []
@@ -213,9 +216,9 @@ def serve_workers(host: str, port: int, workers: int, certfile: str | None, keyf
         pid = os.fork()
         if pid == 0:
             try:
-                holder: list[BalancedServer] = []
-                holder.append(BalancedServer(_config(certfile, keyfile, holder), sock, shares, index))
-                holder[0].run(sockets=[sock])
+                server = BalancedServer(_config(certfile, keyfile, _BalancedProtocol), sock, shares, index)
+                _BalancedProtocol.balancer = server
+                server.run(sockets=[sock])
             finally:
                 os._exit(0)
         pids.append(pid)
