@@ -78,7 +78,7 @@ class Connection:
         self.host = f"127.0.0.1:{port}"
         self.reconnects = 0
         self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
+        self.parser: httptools.HttpResponseParser  # one per TCP connection, made by _connect
         self.waiter: asyncio.Future[tuple[int, bytes, str]] | None = None
         self.body: list[bytes] = []
         self.cookie = ""
