@@ -39,13 +39,13 @@ def unb64u(text: Any, what: str = "value") -> bytes:
         raise JoseError(f"{what} is not base64url") from None
 
 
-def compact_json(data: Any) -> bytes:
-    """Compact UTF-8 JSON (no spaces), keys in the given order (orjson; the json module for what orjson refuses,
-    such as integers beyond 64 bits)."""
+def compact_json(data: Any, *, sort_keys: bool = False) -> bytes:
+    """Compact UTF-8 JSON (no spaces), keys in the given order or sorted (orjson; the json module for what orjson
+    refuses, such as integers beyond 64 bits)."""
     try:
-        return orjson.dumps(data)
+        return orjson.dumps(data, option=orjson.OPT_SORT_KEYS if sort_keys else None)
     except orjson.JSONEncodeError:
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False, sort_keys=sort_keys).encode()
 
 
 def _size(curve: ec.EllipticCurve) -> int:

@@ -72,6 +72,21 @@ def test_tampered_sim_quote_is_refused(platform: SimPlatform) -> None:
         _verifier(platform).verify(bytes(quote), platform.collateral(), now=int(time.time()))
 
 
+@pytest.mark.parametrize(("offset", "what"), [(564, "QE report"), (948, "QE report signature")])
+def test_a_verified_qe_report_vouches_only_for_its_exact_bytes(platform: SimPlatform, offset: int, what: str) -> None:
+    """The QE report's check is remembered per platform; a quote whose QE report or its signature differs by one
+    bit from one verified before is still refused."""
+    verifier = _verifier(platform)
+    good = platform.quote(report_data=b"x", mr_enclave=MRE, mr_signer=MRS)
+    verifier.verify(good, platform.collateral(), now=int(time.time()))
+    quote = bytearray(platform.quote(report_data=b"y", mr_enclave=MRE, mr_signer=MRS))
+    assert quote[564:1012] == good[564:1012], "a platform's quotes repeat its QE report and signature"
+    quote[offset] ^= 1
+    with pytest.raises(AttestationError, match="the QE report signature is invalid"):
+        verifier.verify(bytes(quote), platform.collateral(), now=int(time.time()))
+    assert verifier.verify(good, platform.collateral(), now=int(time.time())).root == "sim", what
+
+
 def test_platform_persists_and_sealing_keys_are_bound_to_identity(platform: SimPlatform) -> None:
     again = SimPlatform.load(platform.directory)
     assert again.certs["root"] == platform.certs["root"]

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from sealpod.jose import public_jwk
+from sealpod.jose import compact_json, public_jwk
 from sealpod.kbs import resource_jwe
 from sealpod.kbs.admin_client import AdminClient
 from sealpod.kbs.client import KbsClient, KbsClientError
@@ -39,6 +39,14 @@ def test_spec_byte_vectors() -> None:
     assert jcs(['\u0000\x1f\x7f"\\/\b\f\r\t€😀']) == '["\\u0000\\u001f\x7f\\"\\\\/\\b\\f\\r\\t€😀"]'.encode()
     with pytest.raises(TypeError, match="lone UTF-16 surrogate"):
         jcs({"x": "\ud800"})
+
+
+def test_compact_json_keeps_or_sorts_keys_past_what_orjson_encodes() -> None:
+    """The JOSE parts and the evidence digest's input: compact UTF-8, sorted on request, the same for integers
+    beyond 64 bits (the json module's path)."""
+    assert compact_json({"b": 1, "a": "é"}) == '{"b":1,"a":"é"}'.encode()
+    assert compact_json({"b": 1, "a": {"d": 2, "c": "é"}}, sort_keys=True) == '{"a":{"c":"é","d":2},"b":1}'.encode()
+    assert compact_json({"b": 2**70, "a": [1]}, sort_keys=True) == b'{"a":[1],"b":1180591620717411303424}'
 
 
 @pytest.mark.parametrize("kind", ["P-256", "P-521", "RSA"])

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import struct
 from dataclasses import dataclass
@@ -48,7 +47,7 @@ class Challenges:
         self._key = key
 
     def _mac(self, session_id: bytes, head: bytes) -> bytes:
-        return hmac.new(self._key, _LABEL + session_id + head, hashlib.sha256).digest()[:_MAC_BYTES]
+        return hmac.digest(self._key, _LABEL + session_id + head, "sha256")[:_MAC_BYTES]
 
     def issue(self, session_id: str, tee: str, expires: int) -> str:
         """The nonce for a new session (``session_id``: 32 hex digits; ``tee`` one of :data:`TEES`)."""

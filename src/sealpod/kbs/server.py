@@ -27,7 +27,7 @@ from sealpod.attestation import default_policies, ear, rego
 from sealpod.attestation.service import AttestationService, AttestationSettings
 from sealpod.attestation.sgx.collateral import Collateral
 from sealpod.errors import AttestationError, SealpodError
-from sealpod.jose import JoseError, key_from_jwk, unb64u
+from sealpod.jose import JoseError, compact_json, key_from_jwk, unb64u
 from sealpod.kbs import resource_jwe
 from sealpod.kbs.admin import AdminAuth
 from sealpod.kbs.admin_data import AdminData, AdminView
@@ -199,7 +199,7 @@ class Kbs:
             )
         session = Session(session_id, nonce, challenge.tee, challenge.expires, None, None)
         evidence_digest = hashlib.sha256(
-            json.dumps(message.tee_evidence.primary_evidence, sort_keys=True).encode()
+            compact_json(message.tee_evidence.primary_evidence, sort_keys=True)
         ).hexdigest()
         cached = self.sessions.get(session_id)
         if cached is not None:
@@ -273,8 +273,9 @@ class Kbs:
         resource policy allow. ``session_id`` is None without a session cookie; ``endpoint`` is ``GET /path``."""
         authorization = authorization or ""
         anonymous = not authorization and session_id is None
+        bearer = authorization[len("Bearer ") :] if authorization.startswith("Bearer ") else None
         if (anonymous and self.admin.insecure) or (
-            authorization.startswith("Bearer ") and _is_admin_token(authorization[len("Bearer ") :])
+            bearer is not None and self.issued.get(bearer) is None and _is_admin_token(bearer)
         ):
             self.admin.check(authorization or None, endpoint)
             stored = self.storage.get_resource(path)

@@ -1,8 +1,10 @@
 """DCAP quote verification in Intel QVL's order, giving dcap-qvl's verdicts (spec: sgx-dcap.md section 2).
 
 The time of check is an argument. Work that does not depend on the quote (collateral signatures, CRLs, issuer chains)
-and work that depends only on the PCK chain is cached, keyed by the bytes it was computed from; what depends on time
-(validity windows) is re-evaluated on every call.
+and work that depends only on the PCK chain is cached, keyed by the bytes it was computed from; so is the check of the
+QE report's signature, which a platform's quotes all repeat (its quoting enclave certifies one attestation key), keyed
+by the PCK chain, the report and the signature. What depends on time (validity windows) is re-evaluated on every
+call.
 """
 
 from __future__ import annotations
@@ -262,6 +264,7 @@ class DcapVerifier:
         self._cache_size = cache_size
         self._collateral: OrderedDict[tuple[bytes, ...], _CheckedCollateral] = OrderedDict()
         self._pck: OrderedDict[bytes, _CheckedPck] = OrderedDict()
+        self._qe_reports: OrderedDict[tuple[bytes, bytes, bytes], bool] = OrderedDict()
 
     def _remember(self, cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
         cache[key] = value
@@ -377,6 +380,15 @@ class DcapVerifier:
         self._remember(self._pck, key, checked)
         return checked
 
+    def _check_qe_report(self, quote: Quote, pck: _CheckedPck) -> None:
+        """The QE report's signature by the PCK key, verified once per (PCK chain, report, signature)."""
+        key = (quote.certification_data, quote.qe_report.raw, quote.qe_report_signature)
+        if key in self._qe_reports:
+            self._qe_reports.move_to_end(key)
+            return
+        _raw_sig(pck.leaf.public_key(), quote.qe_report_signature, quote.qe_report.raw, "the QE report signature")
+        self._remember(self._qe_reports, key, True)
+
     def verify(
         self,
         raw_quote: bytes,
@@ -437,7 +449,7 @@ class DcapVerifier:
             )
         if bytes.fromhex(str(tcb.get("pceId", ""))) != pck.extension.pceid:
             raise QuoteVerificationError("the TCB info's PCEID differs from the PCK certificate's")
-        _raw_sig(pck.leaf.public_key(), quote.qe_report_signature, quote.qe_report.raw, "the QE report signature")
+        self._check_qe_report(quote, pck)
         expected = hashlib.sha256(quote.attestation_key + quote.qe_auth_data).digest() + bytes(32)
         if quote.qe_report.report_data != expected:
             raise QuoteVerificationError("the QE report does not bind the attestation key (report_data mismatch)")
