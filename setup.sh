@@ -9,6 +9,10 @@ cd "$(dirname "$0")"
 APT_PACKAGES=(python3 python3-venv python3-pip ca-certificates docker-registry skopeo umoci runc gnupg gpgv zstd apache2-utils
               postgresql busybox-static libseccomp2 gocryptfs fuse3 e2fsprogs containerd containernetworking-plugins)
 
+# the interpreter of the python3 package above, whatever else is first on PATH: a pyenv build (no PGO/LTO) measured
+# 10-20% more CPU per KBS handshake on this code (bench/kbs_load.py)
+PYTHON=/usr/bin/python3
+
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 install_apt() {
@@ -25,7 +29,11 @@ install_apt() {
 
 install_venv() {
     local extras="$1" stamp=".venv/.sealpod-installed$1"
-    [ -x .venv/bin/python ] || python3 -m venv .venv
+    if [ -f .venv/pyvenv.cfg ] && ! grep -qx "home = $(dirname "$PYTHON")" .venv/pyvenv.cfg; then
+        echo "setup: .venv was made by another Python than $PYTHON: making it again" >&2
+        rm -rf .venv
+    fi
+    [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
     if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
         echo "setup: installing sealpod$extras into .venv" >&2
         .venv/bin/python -m pip install -q --disable-pip-version-check -e ".$extras"
