@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from sealpod.kbs.shared_counters import SharedCounters
 from sealpod.kbs.workers import ACCEPT_AHEAD, SHED_ABOVE, STALE_NS, ConnectionShares
 from tests.kbs.conftest import KbsProcess
 
@@ -84,6 +85,18 @@ def _wait_until_all_accept(server: KbsProcess, workers: list[int]) -> None:
     raise AssertionError("not every worker came to accept connections")
 
 
+def test_shared_counters_sum_the_other_workers_latest_copies() -> None:
+    counters = SharedCounters(3)
+    assert counters.others(0) == {}
+    counters.publish(1, {"requests_auth": 3, "attestations": 1})
+    counters.publish(2, {"requests_auth": 4})
+    counters.publish(1, {"requests_auth": 5, "attestations": 2})  # a later copy replaces the earlier
+    assert counters.others(0) == {"requests_auth": 9, "attestations": 2}
+    assert counters.others(1) == {"requests_auth": 4}
+    counters.publish(2, {f"errors_{i:05d}": i for i in range(1, 2000)})  # does not fit: the last copy stays
+    assert counters.published(2) == {"requests_auth": 4}
+
+
 _AUTH = b'{"version":"0.4.0","tee":"sgx","extra-params":""}'
 _AUTH_REQUEST = (
     b"POST /kbs/v0/auth HTTP/1.1\r\nhost: kbs\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
@@ -92,7 +105,12 @@ _AUTH_REQUEST = (
 
 
 def _answer(sock: socket.socket) -> bytes:
-    """One whole response (head and content-length body)."""
+    """The head of one whole response (its content-length body read too)."""
+    return _response(sock)[0]
+
+
+def _response(sock: socket.socket) -> tuple[bytes, bytes]:
+    """One whole response: head and content-length body."""
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(65536)
@@ -104,7 +122,7 @@ def _answer(sock: socket.socket) -> bytes:
     )
     while len(body) < length:
         body += sock.recv(65536)
-    return head
+    return head, body
 
 
 def _connect(server: KbsProcess, connections: int) -> list[socket.socket]:
@@ -164,5 +182,32 @@ def test_a_stopped_worker_does_not_hold_the_others_back_and_gets_its_share_back(
         assert max(counts) - min(counts) <= SHED_ABOVE, f"connections per worker: {counts}"
     finally:
         os.kill(stuck, signal.SIGCONT)
+        for sock in socks:
+            sock.close()
+
+
+def test_metrics_on_any_worker_count_every_workers_requests(kbs_factory: Callable[..., KbsProcess]) -> None:
+    server = kbs_factory(workers=2)
+    workers = _workers(server)
+    _wait_until_all_accept(server, workers)
+    socks = _connect(server, 20)
+    try:
+        for sock in socks:
+            sock.sendall(_AUTH_REQUEST)
+        for i, sock in enumerate(socks):
+            head = _answer(sock)
+            assert head.startswith(b"HTTP/1.1 200"), head[:200]
+            if b"\r\nconnection: close" in head.lower():  # shed: scrape on a new connection instead
+                sock.close()
+                socks[i] = socket.create_connection(("127.0.0.1", server.port), timeout=15)
+        counts = [_established(pid, server.port) for pid in workers]
+        assert min(counts) > 0, f"one worker holds every connection: {counts}"
+        time.sleep(0.2)  # each worker publishes its counters every TICK
+        for sock in socks:  # scrapes reach both workers: each one reports all 20 requests
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nhost: kbs\r\n\r\n")
+            head, body = _response(sock)
+            assert head.startswith(b"HTTP/1.1 200"), head[:200]
+            assert b"\nsealpod_kbs_requests_auth_total 20\n" in body, body.decode()
+    finally:
         for sock in socks:
             sock.close()

@@ -75,7 +75,7 @@ class _Answering:
         self.message_event = asyncio.Event()
 
 
-def _find_fast(app: Any) -> FastRcar | None:
+def find_fast_rcar(app: Any) -> FastRcar | None:
     """The FastRcar under uvicorn's middleware wrappers (each keeps the app it wraps as ``app``)."""
     for _ in range(8):
         if isinstance(app, FastRcar):
@@ -97,7 +97,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(cast(asyncio.Transport, _CoalescingTransport(transport, self.loop)))
-        self._fast_app = _find_fast(self.app)
+        self._fast_app = find_fast_rcar(self.app)
 
     def on_headers_complete(self) -> None:
         self._fast = None

@@ -14,6 +14,7 @@ import os
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +122,8 @@ class Kbs:
         self.attestation = AttestationService(settings, self.signing_key, CollateralProvider(config))
         self.admin = AdminAuth(config.admin)
         self.counters: Counter[str] = Counter()
+        #: The other workers' counters (set by ``--workers``), which /metrics adds to this process's.
+        self.peer_counters: Callable[[], Counter[str]] | None = None
         self.sessions = SessionCache()
         self.challenges = Challenges(self.storage.shared_key("session-nonce"))
         self.admin_data = AdminData(self.storage)
@@ -400,8 +403,9 @@ class Kbs:
         return JSONResponse({"status": "ok"})
 
     async def metrics(self, request: Request) -> Response:
+        totals = self.counters + self.peer_counters() if self.peer_counters is not None else self.counters
         lines = []
-        for name, value in sorted(self.counters.items()):
+        for name, value in sorted(totals.items()):
             lines += [f"# TYPE sealpod_kbs_{name}_total counter", f"sealpod_kbs_{name}_total {value}"]
         return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 

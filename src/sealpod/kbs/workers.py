@@ -14,17 +14,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import mmap
 import os
 import signal
 import socket
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
-from sealpod.kbs.http_protocol import CoalescingHttpToolsProtocol
+from sealpod.kbs.http_protocol import CoalescingHttpToolsProtocol, find_fast_rcar
+from sealpod.kbs.shared_counters import SharedCounters
+
+if TYPE_CHECKING:
+    from sealpod.kbs.server import Kbs
 
 #: How often a worker republishes its count and heartbeat and reconsiders accepting (seconds).
 TICK = 0.005
@@ -73,8 +78,8 @@ class ConnectionShares:
 
 class KbsServer(uvicorn.Server):
     """A uvicorn server that, once the app is loaded, moves what start-up made (modules, the app, its caches'
-    certificates) out of the garbage collector's view: a full collection otherwise walks all of it and stalled a
-    worker's event loop for 29 ms, every few seconds under load."""
+    certificates) out of the garbage collector's view: a full collection otherwise walks all of it, and under load
+    stalled a worker's event loop for 29 ms about every ten seconds."""
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
@@ -82,13 +87,23 @@ class KbsServer(uvicorn.Server):
 
 
 class BalancedServer(KbsServer):
-    """A uvicorn server that accepts from ``listener`` only while :class:`ConnectionShares` says so."""
+    """A uvicorn server that accepts from ``listener`` only while :class:`ConnectionShares` says so, and (with
+    ``counters``) publishes its KBS counters for the other workers' ``/metrics`` and sums theirs into its own."""
 
-    def __init__(self, config: uvicorn.Config, listener: socket.socket, shares: ConnectionShares, index: int) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        listener: socket.socket,
+        shares: ConnectionShares,
+        index: int,
+        counters: SharedCounters | None = None,
+    ) -> None:
         super().__init__(config)
         self._listener = listener
         self._shares = shares
         self._index = index
+        self._counters = counters
+        self._kbs: Kbs | None = None
         self._accepting = False
         self._shedding = 0
         self._opening: asyncio.Task[None] | None = None
@@ -97,6 +112,10 @@ class BalancedServer(KbsServer):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         """uvicorn's start-up on a duplicate of the listener (closing it stops this worker's accepting only)."""
         await super().startup(sockets=[self._duplicate()])
+        fast = find_fast_rcar(self.config.loaded_app)
+        if self._counters is not None and fast is not None:
+            self._kbs = fast.kbs
+            self._kbs.peer_counters = functools.partial(self._counters.others, self._index)
         self._accepting = True
         self._tick()
 
@@ -134,6 +153,8 @@ class BalancedServer(KbsServer):
 
     def _tick(self) -> None:
         self._reconsider()
+        if self._counters is not None and self._kbs is not None:
+            self._counters.publish(self._index, self._kbs.counters)
         if not self.should_exit:
             self._ticker = asyncio.get_running_loop().call_later(TICK, self._tick)
 
@@ -222,12 +243,13 @@ def serve_workers(host: str, port: int, workers: int, certfile: str | None, keyf
         KbsServer(_config(certfile, keyfile, CoalescingHttpToolsProtocol)).run(sockets=[sock])
         return
     shares = ConnectionShares(workers)
+    counters = SharedCounters(workers)
     pids = []
     for index in range(workers):
         pid = os.fork()
         if pid == 0:
             try:
-                server = BalancedServer(_config(certfile, keyfile, _BalancedProtocol), sock, shares, index)
+                server = BalancedServer(_config(certfile, keyfile, _BalancedProtocol), sock, shares, index, counters)
                 _BalancedProtocol.balancer = server
                 server.run(sockets=[sock])
             finally:
