@@ -4,6 +4,7 @@ PostgreSQL) and two KBS processes sharing one PostgreSQL."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -314,3 +315,56 @@ def test_the_session_nonce_key_is_made_once_and_shared_by_every_process_of_a_sto
         assert reopened.shared_key("session-nonce") == key, "it survives a restart (sessions in flight stay valid)"
     finally:
         reopened.close()
+
+
+def test_the_admin_generation_follows_every_admin_write_whoever_makes_it(tmp_path: Path) -> None:
+    """The counter the admin-data caches check: bumped by every admin write on this connection or another, and
+    left as it was by session writes."""
+    url = f"sqlite://{tmp_path / 'kbs.sqlite'}"
+    mine, other = Storage(url), Storage(url)
+    try:
+        start = mine.admin_generation()
+        assert start is not None
+        assert mine.admin_generation() == start
+        other.put_resource("default/key/a", b"1")
+        assert mine.admin_generation() == start + 1, "another connection's write is seen"
+        mine.set_policy("resource", "default", "package policy")
+        assert mine.admin_generation() == start + 2, "this connection's own write is seen"
+        mine.set_reference("mr_enclave", ["ab"], int(time.time()) + 60)
+        assert mine.admin_generation() == start + 3
+        assert other.admin_generation() == start + 3
+        session = Session("s1", "n", "sgx", int(time.time()) + 60, "t", "d")
+        assert other.record_attestations([session]) == [True]
+        assert mine.record_attestations([dataclasses.replace(session, id="s2")]) == [True]
+        assert mine.admin_generation() == start + 3, "sessions are not admin data"
+        other.delete_resource("default/key/a")
+        assert mine.admin_generation() == start + 4
+    finally:
+        mine.close()
+        other.close()
+
+
+def test_admin_writes_are_synced_to_disk_before_they_return(tmp_path: Path) -> None:
+    """Resources, policies and reference values are written with synchronous=FULL (the WAL fsynced at commit: an
+    acknowledged admin write survives power loss too); session records are not."""
+    storage = Storage(f"sqlite://{tmp_path / 'kbs.sqlite'}")
+    statements: list[str] = []
+    storage._conn.set_trace_callback(statements.append)
+    try:
+        writes = {
+            "resources": lambda: storage.put_resource("default/key/a", b"1"),
+            "policies": lambda: storage.set_policy("resource", "default", "package policy"),
+            "reference_values": lambda: storage.set_reference("mr_enclave", ["ab"], int(time.time()) + 60),
+            "DELETE FROM resources": lambda: storage.delete_resource("default/key/a"),
+        }
+        for table, write in writes.items():
+            statements.clear()
+            write()
+            written = next(i for i, sql in enumerate(statements) if table in sql and not sql.startswith("SELECT"))
+            assert "PRAGMA synchronous=FULL" in statements[:written], (table, statements)
+            assert statements[-1] == "PRAGMA synchronous=NORMAL", (table, statements)
+        statements.clear()
+        storage.record_attestations([Session("s", "n", "sgx", int(time.time()) + 60, "t", "d")])
+        assert not any("synchronous" in sql for sql in statements), statements
+    finally:
+        storage.close()

@@ -199,6 +199,7 @@ class Storage:
             "INSERT INTO resources (path, data, updated) VALUES (?, ?, ?) "
             "ON CONFLICT (path) DO UPDATE SET data = excluded.data, updated = excluded.updated",
             (path, data, int(time.time())),
+            durable=True,
         )
 
     def get_resource(self, path: str) -> bytes | None:
@@ -217,6 +218,7 @@ class Storage:
             "INSERT INTO policies (kind, id, body) VALUES (?, ?, ?) "
             "ON CONFLICT (kind, id) DO UPDATE SET body = excluded.body",
             (kind, policy_id, body),
+            durable=True,
         )
 
     def get_policy(self, kind: str, policy_id: str) -> str | None:
@@ -229,6 +231,7 @@ class Storage:
             "INSERT INTO reference_values (name, vals) VALUES (?, ?) "
             "ON CONFLICT (name) DO UPDATE SET vals = excluded.vals",
             (name, json.dumps({"values": values, "expires": expires})),
+            durable=True,
         )
 
     def references(self, now: int | None = None) -> dict[str, list[Any]]:
