@@ -23,7 +23,7 @@ from sealpod.kbs.admin import mint_token
 from sealpod.kbs.admin_client import AdminClient
 from sealpod.kbs.client import KbsClient, KbsClientError
 from sealpod.kbs.sealed import SealedSecretError, unseal
-from sealpod.kbs.storage import Session, Storage
+from sealpod.kbs.storage import _PURGE, PURGE_BATCH, Session, Storage
 from sealpod.oci.localregistry import free_port
 from sealpod.tee.sim import SimPlatform
 from tests.kbs.conftest import MRE, MRS, SEALPOD, KbsProcess, error_of, register_enclave
@@ -230,11 +230,18 @@ def test_expired_sessions_are_purged_off_the_request_path_and_a_session_is_attes
         assert storage.record_attestations([Session("live", "n2", "sgx", now + 300, "token-1", "digest-1")]) == [True]
         # a second attestation of the same session does not win, and changes nothing
         assert storage.record_attestations([Session("live", "n2", "sgx", now + 300, "token-2", "digest-2")]) == [False]
+        expired = [Session(f"old-{i}", "n", "sgx", now - 5, "t", "d") for i in range(PURGE_BATCH * 2 + 10)]
+        assert all(storage.record_attestations(expired))
         storage.start_maintenance(interval=0.02, purge_every=0)
         deadline = time.monotonic() + 10
-        while storage.get_session("old") is not None and time.monotonic() < deadline:
+        while storage._execute("SELECT count(*) FROM sessions")[0][0] > 1 and time.monotonic() < deadline:
             time.sleep(0.02)
         assert storage.get_session("old") is None
+        assert storage._execute("SELECT id FROM sessions") == [("live",)], "every batch of expired sessions went"
+        plan = storage._execute("EXPLAIN QUERY PLAN " + _PURGE, (now,))
+        steps = [str(row[-1]) for row in plan]
+        assert any("INDEX sessions_expires" in step for step in steps), steps
+        assert not any(step.startswith("SCAN sessions") for step in steps), steps  # no pass over the whole table
         live = storage.get_session("live")
         assert live is not None
         assert (live.token, live.evidence_digest) == ("token-1", "digest-1")
