@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from sealpod.jose import sign_es256
+from sealpod.kbs import storage as storage_module
 from sealpod.kbs.admin import mint_token
 from sealpod.kbs.admin_client import AdminClient
 from sealpod.kbs.client import KbsClient, KbsClientError
@@ -374,4 +375,41 @@ def test_admin_writes_are_synced_to_disk_before_they_return(tmp_path: Path) -> N
         storage.record_attestations([Session("s", "n", "sgx", int(time.time()) + 60, "t", "d")])
         assert not any("synchronous" in sql for sql in statements), statements
     finally:
+        storage.close()
+
+
+def test_the_wal_is_restarted_once_it_is_long_and_not_every_round(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The housekeeping's checkpoint: PASSIVE every round; RESTART (which holds writers off) only once the WAL holds
+    more than WAL_RESTART_FRAMES; what was written stays readable."""
+    monkeypatch.setattr(storage_module, "WAL_RESTART_FRAMES", 100)
+    storage = Storage(f"sqlite://{tmp_path / 'kbs.sqlite'}")
+    conn = storage._connect()
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    now = int(time.time()) + 60
+
+    def write(count: int, prefix: str) -> None:
+        for i in range(count):
+            storage.record_attestations([Session(f"{prefix}{i}", "n", "sgx", now, "t", "d")])
+
+    try:
+        with storage._using_store():
+            storage._conn.execute("PRAGMA wal_autocheckpoint=0")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the schema's frames out of the way
+        write(5, "a")
+        statements.clear()
+        Storage._checkpoint(conn)
+        assert "PRAGMA wal_checkpoint(PASSIVE)" in statements
+        assert "PRAGMA wal_checkpoint(RESTART)" not in statements, "a short WAL is left as it is"
+        write(100, "c")
+        statements.clear()
+        Storage._checkpoint(conn)
+        assert "PRAGMA wal_checkpoint(RESTART)" in statements, "a long one is restarted"
+        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 30000
+        write(1, "d")
+        assert [storage.get_session(s) is not None for s in ("a4", "c99", "d0")] == [True] * 3
+    finally:
+        conn.close()
         storage.close()
