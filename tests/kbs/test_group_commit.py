@@ -1,21 +1,28 @@
 """Attestations recorded in groups (one transaction per event-loop step): concurrent handshakes each get their
-own token, a duplicate in one group is recorded once, and a failed commit answers every request of its group with
-the store's error and records none of them."""
+own token, a duplicate in one group is recorded once, a failed commit answers every request of its group with the
+store's error and records none of them, and while another writer holds the store a group waits without stalling the
+worker."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import sqlite3
+import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from sealpod.jose import public_jwk
+from sealpod.kbs import group_commit
+from sealpod.kbs.group_commit import GroupCommit, Outcome
 from sealpod.kbs.protocol import PROTOCOL_VERSION
+from sealpod.kbs.storage import Session, Storage, StoreBusy
 from sealpod.tee.sim import SimPlatform
 from tests.kbs.conftest import KbsProcess, error_of, register_enclave
 from tests.kbs.test_fast_path_and_caches import _attest_body, _raw_exchange
@@ -130,3 +137,72 @@ def test_a_client_gone_before_its_attestation_is_answered_costs_nothing_else(
     # the gone client's attestation was read, recorded and its answer dropped, without an error
     assert "sealpod_kbs_attestations_total 4\n" in httpx.get(f"{server.url}/metrics").text
     assert "Traceback" not in server.log.read_text()
+
+
+def test_while_another_writer_holds_the_store_attestations_wait_and_the_worker_serves_the_rest(
+    kbs_factory: Callable[..., KbsProcess], sim: SimPlatform, tmp_path: Path
+) -> None:
+    server = kbs_factory()
+    register_enclave(server.url)
+    auth_request = {"version": PROTOCOL_VERSION, "tee": "sgx"}
+
+    async def scenario() -> None:
+        async with (
+            httpx.AsyncClient(base_url=server.url, timeout=10) as client,
+            httpx.AsyncClient(base_url=server.url, timeout=10) as other,
+        ):
+            auth = await client.post("/kbs/v0/auth", json=auth_request)
+            jwk = public_jwk(ec.generate_private_key(ec.SECP256R1()).public_key(), "ECDH-ES+A256KW")
+            body = _attest_body(sim, auth.json()["nonce"], jwk)
+            cookie = {"Cookie": f"kbs-session-id={auth.cookies['kbs-session-id']}"}
+            blocker = sqlite3.connect(tmp_path / "kbs.sqlite", isolation_level=None, timeout=10)
+            blocker.execute("BEGIN IMMEDIATE")  # another process's writer holds the store
+            try:
+                attest = asyncio.create_task(client.post("/kbs/v0/attest", json=body, headers=cookie))
+                await asyncio.sleep(0.3)
+                assert not attest.done(), "recorded while another writer held the store?"
+                # the worker is not stuck in the store's busy loop: it answers others meanwhile
+                assert (await other.post("/kbs/v0/auth", json=auth_request)).status_code == 200
+                metrics = (await other.get("/metrics")).text
+                waits = [line for line in metrics.splitlines() if line.startswith("sealpod_kbs_session_group_commit_w")]
+                assert waits, metrics
+                assert int(waits[0].split()[1]) > 0
+            finally:
+                blocker.execute("COMMIT")
+                blocker.close()
+            answer = await attest
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["token"]
+
+    asyncio.run(scenario())
+    with sqlite3.connect(tmp_path / "kbs.sqlite") as store:
+        assert store.execute("SELECT count(*) FROM sessions").fetchone()[0] == 1
+
+
+def test_a_group_that_waits_past_the_busy_limit_fails_with_the_stores_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(group_commit, "BUSY_WAIT", 0.05)
+    storage = Storage(f"sqlite://{tmp_path / 'kbs.sqlite'}")
+    counters: Counter[str] = Counter()
+    commits = GroupCommit(storage, counters)
+    blocker = sqlite3.connect(tmp_path / "kbs.sqlite", isolation_level=None, timeout=10)
+    expires = int(time.time()) + 60
+
+    async def record(session_id: str) -> Outcome:
+        done: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        commits.record(Session(session_id, "n", "sgx", expires, "t", "d"), done.set_result)
+        return await done
+
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        outcome = asyncio.run(record("late"))
+        assert isinstance(outcome, StoreBusy), outcome
+        assert "another writer holds the SQLite store" in str(outcome)
+        assert counters["session_group_commit_waits"] > 1
+        blocker.execute("COMMIT")
+        assert storage.get_session("late") is None, "nothing of a failed group is recorded"
+        assert asyncio.run(record("later")) is True, "the next group, with the store free, is recorded"
+    finally:
+        blocker.close()
+        storage.close()

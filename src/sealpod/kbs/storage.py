@@ -58,6 +58,10 @@ _GENERATION = [
 ]
 
 
+class StoreBusy(SealpodError):
+    """Another connection holds the SQLite store's write lock; the write was not made (try again)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Session:
     """One client's handshake: before attestation only in its nonce (see :mod:`sealpod.kbs.challenges`), after it
@@ -161,6 +165,8 @@ class Storage:
         with self._lock:
             try:
                 yield
+            except StoreBusy:
+                raise
             except Exception as err:
                 raise SealpodError(f"KBS storage error: {err}", hint=f"check the store at {self.url}") from err
 
@@ -179,9 +185,10 @@ class Storage:
         cursor = self._conn.execute(sql, params)
         return list(cursor.fetchall()) if cursor.description else []
 
-    def _run(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    def _run(self, sql: str, params: tuple[Any, ...], *, wait: bool = True) -> list[tuple[Any, ...]]:
         """One autocommit statement, tried again while another connection holds the write lock (in steps of 50 us
-        to 1 ms, for up to BUSY_WAIT seconds): nothing of a statement that failed busy was committed."""
+        to 1 ms, for up to BUSY_WAIT seconds; without ``wait``, :class:`StoreBusy` at once): nothing of a statement
+        that failed busy was committed."""
         delay, deadline, spins = 50e-6, 0.0, 0
         while True:
             try:
@@ -189,6 +196,8 @@ class Storage:
             except sqlite3.OperationalError as err:
                 if (getattr(err, "sqlite_errorcode", 0) & 0xFF) != sqlite3.SQLITE_BUSY:
                     raise
+                if not wait:
+                    raise StoreBusy("KBS storage error: another writer holds the SQLite store") from None
                 if spins < 64:
                     spins += 1
                     os.sched_yield()
@@ -287,11 +296,12 @@ class Storage:
         )
         return Session(*rows[0]) if rows else None
 
-    def record_attestations(self, sessions: list[Session]) -> list[bool]:
+    def record_attestations(self, sessions: list[Session], *, wait: bool = True) -> list[bool]:
         """Record attested sessions, each unless it was attested before (True for each one recorded): a
         handshake's one write, and what makes a session's nonce good for one attestation across all processes. One
         transaction (a group commit: one lock, one commit, the pages written once), all or none; a session twice
-        in the list is recorded once."""
+        in the list is recorded once. Without ``wait``, :class:`StoreBusy` (nothing recorded) while another
+        connection holds the SQLite store's write lock."""
         sql = _RECORD.replace("?", self._param)
         rows = [(s.id, s.nonce, s.tee, s.expires, s.token, s.evidence_digest) for s in sessions]
         with self._using_store():
@@ -299,8 +309,8 @@ class Storage:
                 with self._conn.transaction():
                     return [bool(self._conn.execute(sql, row).fetchall()) for row in rows]
             if len(rows) == 1:
-                return [bool(self._run(sql, rows[0]))]
-            self._run("BEGIN IMMEDIATE", ())  # polled like any statement while another writer holds the lock
+                return [bool(self._run(sql, rows[0], wait=wait))]
+            self._run("BEGIN IMMEDIATE", (), wait=wait)  # polled like any statement while another writer holds it
             try:
                 recorded = [bool(self._fetch(sql, row)) for row in rows]
                 self._fetch("COMMIT", ())
