@@ -223,12 +223,16 @@ def test_two_kbs_processes_share_one_postgresql(
     time.sleep(0)
 
 
-@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
-def test_expired_sessions_are_purged_off_the_request_path_and_a_session_is_attested_once(
-    request: pytest.FixtureRequest, tmp_path: Path, store: str
-) -> None:
-    url = f"sqlite://{tmp_path / 'kbs.sqlite'}" if store == "sqlite" else request.getfixturevalue("postgres")
-    storage = Storage(url)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty store: a SQLite file, or a PostgreSQL server of its own."""
+    if request.param == "sqlite":
+        return f"sqlite://{tmp_path / 'kbs.sqlite'}"
+    return str(request.getfixturevalue("postgres"))
+
+
+def test_expired_sessions_are_purged_off_the_request_path_and_a_session_is_attested_once(store_url: str) -> None:
+    storage = Storage(store_url)
     try:
         now = int(time.time())
         assert storage.record_attestations([Session("old", "n1", "sgx", now - 10, "token-0", "digest-0")]) == [True]
@@ -243,7 +247,7 @@ def test_expired_sessions_are_purged_off_the_request_path_and_a_session_is_attes
             time.sleep(0.02)
         assert storage.get_session("old") is None
         assert storage._execute("SELECT id FROM sessions") == [("live",)], "every batch of expired sessions went"
-        if store == "sqlite":
+        if store_url.startswith("sqlite://"):
             plan = storage._execute("EXPLAIN QUERY PLAN " + _PURGE, (now,))
             steps = [str(row[-1]) for row in plan]
             assert any("INDEX sessions_expires" in step for step in steps), steps
@@ -255,14 +259,10 @@ def test_expired_sessions_are_purged_off_the_request_path_and_a_session_is_attes
         storage.close()
 
 
-@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
-def test_a_group_of_attestations_is_recorded_in_one_transaction_all_or_none(
-    request: pytest.FixtureRequest, tmp_path: Path, store: str
-) -> None:
+def test_a_group_of_attestations_is_recorded_in_one_transaction_all_or_none(store_url: str) -> None:
     from sealpod.errors import SealpodError
 
-    url = f"sqlite://{tmp_path / 'kbs.sqlite'}" if store == "sqlite" else request.getfixturevalue("postgres")
-    storage = Storage(url)
+    storage = Storage(store_url)
     expires = int(time.time()) + 300
 
     def session(session_id: str, token: str) -> Session:
