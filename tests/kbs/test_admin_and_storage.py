@@ -22,6 +22,7 @@ from sealpod.jose import sign_es256
 from sealpod.kbs import storage as storage_module
 from sealpod.kbs.admin import mint_token
 from sealpod.kbs.admin_client import AdminClient
+from sealpod.kbs.admin_data import AdminData
 from sealpod.kbs.client import KbsClient, KbsClientError
 from sealpod.kbs.sealed import SealedSecretError, unseal
 from sealpod.kbs.storage import _PURGE, PURGE_BATCH, Session, Storage
@@ -355,6 +356,20 @@ def test_the_admin_generation_follows_every_admin_write_whoever_makes_it(tmp_pat
     finally:
         mine.close()
         other.close()
+
+
+def test_postgresql_has_no_admin_signal_and_every_view_reads_the_store(postgres: str) -> None:
+    storage = Storage(postgres)
+    try:
+        assert storage.admin_signal is None
+        storage.put_resource("default/key/pg", b"1")
+        view = AdminData(storage).view()
+        assert view.values is None, "no cache without the SQLite counter"
+        assert view.resource("default/key/pg") == b"1"
+        storage.put_resource("default/key/pg", b"2")
+        assert AdminData(storage).view().resource("default/key/pg") == b"2"
+    finally:
+        storage.close()
 
 
 def test_admin_writes_are_synced_to_disk_before_they_return(tmp_path: Path) -> None:

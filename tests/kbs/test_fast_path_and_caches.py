@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sealpod.jose import public_jwk
 from sealpod.kbs import resource_jwe
 from sealpod.kbs.admin_client import AdminClient
+from sealpod.kbs.admin_signal import RECHECK
 from sealpod.kbs.caches import IssuedTokens, SessionCache
 from sealpod.kbs.protocol import PROTOCOL_VERSION, report_data
 from sealpod.kbs.storage import Session
@@ -190,10 +192,14 @@ def test_admin_changes_reach_the_other_process_at_once(
         assert resource_jwe.decrypt(fetch().json(), key) == b"one"
         admin.put_resource("default/key/1", b"two")
         assert resource_jwe.decrypt(fetch().json(), key) == b"two"
-        # a writer without this code (an older KBS, sqlite3 by hand): the database's triggers count the change
+        # a writer without this code (an older KBS, sqlite3 by hand) does not move the shared signal: the
+        # database's triggers count the change, and a cache checks that counter at least every RECHECK seconds
         with sqlite3.connect(tmp_path / "kbs.sqlite") as raw:
             raw.execute("UPDATE resources SET data = ? WHERE path = 'default/key/1'", (b"three",))
-        assert resource_jwe.decrypt(fetch().json(), key) == b"three"
+        changed = time.monotonic()
+        while resource_jwe.decrypt(fetch().json(), key) != b"three":
+            assert time.monotonic() - changed < RECHECK + 2, "the raw write was not seen within RECHECK"
+            time.sleep(0.05)
         admin.set_resource_policy("package policy\nimport rego.v1\ndefault allow := false\n")
         assert error_of(fetch())[1] == "PolicyDeny"
         admin.set_resource_policy("package policy\nimport rego.v1\ndefault allow := true\n")

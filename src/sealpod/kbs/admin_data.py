@@ -1,12 +1,15 @@
 """What requests read of the admin's data (policies, reference values, resources), cached per process while the
-store's change counter stays the same: one read of the counter per request instead of a read per item. The
-counter is bumped by triggers in the SQLite database on every change, whoever makes it; with PostgreSQL (no
+store's change counter stays the same. The counter is bumped by triggers in the SQLite database on every change,
+whoever makes it; a request reads it only when the store's shared change signal (:mod:`sealpod.kbs.admin_signal`,
+which sealpod's own writers bump) has moved, or :data:`RECHECK` seconds after the last read. With PostgreSQL (no
 counter) every read goes to the store."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from sealpod.kbs.admin_signal import RECHECK
 from sealpod.kbs.storage import Storage, unexpired
 
 #: Resources larger than this are read from the store each time, not kept in every worker's memory.
@@ -22,14 +25,24 @@ class AdminData:
         self.storage = storage
         self._generation: int | None = None
         self._values: dict[tuple[str, ...], Any] = {}
+        self._signal: int | None = None  # the signal when the counter was last read
+        self._trusted_until = 0.0  # until when an unmoved signal stands for that read
 
     def view(self) -> AdminView:
-        """The admin's data as of now (one read of the store's counter)."""
-        generation = self.storage.admin_generation()
-        if generation is None:
-            return AdminView(self.storage, None)
-        if generation != self._generation or len(self._values) > MAX_ENTRIES:
-            self._generation, self._values = generation, {}
+        """The admin's data as of now: sealpod's own changes acknowledged before this call are seen, and any
+        other writer's within :data:`RECHECK` seconds."""
+        signal = self.storage.admin_signal.value() if self.storage.admin_signal is not None else None
+        now = time.monotonic()
+        if signal is None or signal != self._signal or now >= self._trusted_until:
+            # the signal before the counter: a change committed between the two reads is seen by the next view
+            generation = self.storage.admin_generation()
+            if generation is None:
+                return AdminView(self.storage, None)
+            if generation != self._generation:
+                self._generation, self._values = generation, {}
+            self._signal, self._trusted_until = signal, now + RECHECK
+        if len(self._values) > MAX_ENTRIES:
+            self._values = {}
         return AdminView(self.storage, self._values)
 
 

@@ -10,6 +10,7 @@ have changed there since it was seen.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -21,11 +22,12 @@ V = TypeVar("V")
 
 class _Bounded(Generic[K, V]):
     """A map of at most ``size`` entries; the oldest inserted goes first (entries live minutes: no recency order
-    to keep up per hit)."""
+    to keep up per hit). An OrderedDict: a plain dict's first entry, after many deletions at the front, is found by
+    scanning the deleted slots (3 us per insert at 8,192 entries, against 0.2 us)."""
 
     def __init__(self, size: int) -> None:
         self._size = size
-        self._items: dict[K, V] = {}
+        self._items: OrderedDict[K, V] = OrderedDict()
 
     def get(self, key: K) -> V | None:
         return self._items.get(key)
@@ -34,7 +36,7 @@ class _Bounded(Generic[K, V]):
         items = self._items
         items[key] = value
         if len(items) > self._size:
-            del items[next(iter(items))]
+            items.popitem(last=False)
 
     def pop(self, key: K) -> None:
         self._items.pop(key, None)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sealpod.errors import SealpodError
+from sealpod.kbs.admin_signal import AdminSignal, signal_path
 
 log = logging.getLogger(__name__)
 #: Expired sessions go in batches, each its own short transaction, with a pause between them for the writers
@@ -87,9 +88,12 @@ class Storage:
         self._param = "?" if self._sqlite else "%s"
         for statement in _SCHEMA:
             self._execute(statement.format(blob="BLOB" if self._sqlite else "BYTEA"))
+        #: SQLite: the change signal of the admin's data that every process of this store shares (None: PostgreSQL)
+        self.admin_signal: AdminSignal | None = None
         if self._sqlite:
             for statement in _GENERATION:
                 self._execute(statement)
+            self.admin_signal = AdminSignal(signal_path(Path(self.url.removeprefix("sqlite://"))))
 
     @property
     def _sqlite(self) -> bool:
@@ -181,6 +185,15 @@ class Storage:
                 self._conn.execute("PRAGMA synchronous=NORMAL")
             return rows
 
+    def _admin_write(self, sql: str, params: tuple[Any, ...]) -> None:
+        """A durable change of resources, policies or reference values, then the signal that tells every process's
+        cache (even if the statement failed: a needless bump costs one check of the store)."""
+        try:
+            self._execute(sql, params, durable=True)
+        finally:
+            if self.admin_signal is not None:
+                self.admin_signal.bump()
+
     def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         cursor = self._conn.execute(sql, params)
         return list(cursor.fetchall()) if cursor.description else []
@@ -215,16 +228,17 @@ class Storage:
         if self._maintenance is not None:
             self._maintenance.join(timeout=10)
         self._conn.close()
+        if self.admin_signal is not None:
+            self.admin_signal.close()
 
     # -- resources ---------------------------------------------------------------------------------------------
 
     def put_resource(self, path: str, data: bytes) -> None:
         """Create or replace a resource (durable when this returns)."""
-        self._execute(
+        self._admin_write(
             "INSERT INTO resources (path, data, updated) VALUES (?, ?, ?) "
             "ON CONFLICT (path) DO UPDATE SET data = excluded.data, updated = excluded.updated",
             (path, data, int(time.time())),
-            durable=True,
         )
 
     def get_resource(self, path: str) -> bytes | None:
@@ -233,17 +247,16 @@ class Storage:
 
     def delete_resource(self, path: str) -> bool:
         existed = self.get_resource(path) is not None
-        self._execute("DELETE FROM resources WHERE path = ?", (path,), durable=True)
+        self._admin_write("DELETE FROM resources WHERE path = ?", (path,))
         return existed
 
     # -- policies and reference values -------------------------------------------------------------------------
 
     def set_policy(self, kind: str, policy_id: str, body: str) -> None:
-        self._execute(
+        self._admin_write(
             "INSERT INTO policies (kind, id, body) VALUES (?, ?, ?) "
             "ON CONFLICT (kind, id) DO UPDATE SET body = excluded.body",
             (kind, policy_id, body),
-            durable=True,
         )
 
     def get_policy(self, kind: str, policy_id: str) -> str | None:
@@ -252,11 +265,10 @@ class Storage:
 
     def set_reference(self, name: str, values: list[Any], expires: int) -> None:
         """Replace the reference values for ``name``."""
-        self._execute(
+        self._admin_write(
             "INSERT INTO reference_values (name, vals) VALUES (?, ?) "
             "ON CONFLICT (name) DO UPDATE SET vals = excluded.vals",
             (name, json.dumps({"values": values, "expires": expires})),
-            durable=True,
         )
 
     def references(self, now: int | None = None) -> dict[str, list[Any]]:
