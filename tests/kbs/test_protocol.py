@@ -4,8 +4,10 @@ error type and status and a detail that says what to fix."""
 from __future__ import annotations
 
 import base64
+import email.utils
 import hashlib
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -88,6 +90,22 @@ def test_full_handshake_and_token_reuse(kbs_factory: Callable[..., KbsProcess], 
         assert client._token == token, "the cached token is reused"
     metrics = httpx.get(f"{server.url}/metrics").text
     assert "sealpod_kbs_resources_released_total 2" in metrics
+
+
+def test_session_ids_are_random_hex_led_by_their_expiry(kbs_factory: Callable[..., KbsProcess]) -> None:
+    """32 hex digits as trustee's simple UUIDs; the first 8 are the session's expiry, so that the store's key index
+    grows at its end; the other 96 bits are random."""
+    server = kbs_factory()
+    ids = []
+    for _ in range(20):
+        auth = httpx.post(f"{server.url}/kbs/v0/auth", json={"version": PROTOCOL_VERSION, "tee": "sgx"})
+        session_id = auth.cookies["kbs-session-id"]
+        expires = email.utils.parsedate_to_datetime(auth.headers["set-cookie"].split("Expires=")[1].split(";")[0])
+        assert re.fullmatch("[0-9a-f]{32}", session_id), session_id
+        assert int(session_id[:8], 16) == int(expires.timestamp())
+        ids.append(session_id)
+    assert len({i[8:] for i in ids}) == len(ids)
+    assert ids == sorted(ids, key=lambda i: i[:8]), "a later session's id does not sort before an earlier one's"
 
 
 def _handshake_parts(server: KbsProcess) -> tuple[httpx.Client, str]:

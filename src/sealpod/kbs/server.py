@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -49,7 +48,7 @@ from sealpod.kbs.protocol import (
 from sealpod.kbs.protocol import (
     Request as AuthRequest,
 )
-from sealpod.kbs.storage import Session, Storage
+from sealpod.kbs.storage import Session, Storage, new_session_id
 from sealpod.keyfiles import load_or_create_key
 
 log = logging.getLogger(__name__)
@@ -176,8 +175,8 @@ class Kbs:
                 f"Attestation error: TEE {message.tee!r} is not supported by this attestation service "
                 f"({', '.join(TEES)} are)",
             )
-        session_id = uuid.uuid4().hex
         expires = int(time.time()) + self.config.attestation.session_lifetime
+        session_id = new_session_id(expires)
         nonce = self.challenges.issue(session_id, message.tee, expires)
         return {"nonce": nonce, "extra-params": ""}, Session(session_id, nonce, message.tee, expires, None, None)
 
