@@ -16,11 +16,15 @@ from __future__ import annotations
 import fcntl
 import mmap
 import os
+import threading
 from pathlib import Path
 
 #: Seconds a cache trusts an unmoved signal before it checks the database's counter again.
 RECHECK = 1.0
 _SIZE = 8
+#: POSIX record locks exclude other processes only: this one excludes this process's other threads and instances
+#: (and keeps a close, which drops every lock the process holds on the file, out of another's bump).
+_IN_PROCESS = threading.Lock()
 
 
 def signal_path(database: Path) -> Path:
@@ -49,14 +53,16 @@ class AdminSignal:
 
     def bump(self) -> None:
         """Move the counter on: call it after the change has been committed, before it is acknowledged."""
-        fcntl.lockf(self._fd, fcntl.LOCK_EX)  # two writers at once must not both write the same next value
-        try:
-            self._counter[0] = (self._counter[0] + 1) % (1 << 64)
-        finally:
-            fcntl.lockf(self._fd, fcntl.LOCK_UN)
+        with _IN_PROCESS:
+            fcntl.lockf(self._fd, fcntl.LOCK_EX)  # two writers at once must not both write the same next value
+            try:
+                self._counter[0] = (self._counter[0] + 1) % (1 << 64)
+            finally:
+                fcntl.lockf(self._fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
         """Unmap the signal and close its file."""
-        self._counter.release()
-        self._map.close()
-        os.close(self._fd)
+        with _IN_PROCESS:
+            self._counter.release()
+            self._map.close()
+            os.close(self._fd)
