@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from sealpod.errors import SealpodError
 from sealpod.kbs import admin_data
 from sealpod.kbs.admin_data import AdminData
 from sealpod.kbs.admin_signal import RECHECK, AdminSignal, signal_path
@@ -104,3 +105,17 @@ def test_a_failed_admin_write_still_moves_the_signal(tmp_path: Path) -> None:
         assert storage.admin_signal.value() == before + 2
     finally:
         storage.close()
+
+
+def test_the_signal_takes_the_database_files_mode_and_an_unusable_one_is_named(tmp_path: Path) -> None:
+    database = tmp_path / "kbs.sqlite"
+    database.touch()
+    database.chmod(0o640)  # a store its group may read: as SQLite does for -wal and -shm, the signal follows
+    storage = Storage(f"sqlite://{database}")
+    storage.close()
+    assert signal_path(database).stat().st_mode & 0o777 == 0o640
+
+    other = tmp_path / "other.sqlite"
+    signal_path(other).mkdir()
+    with pytest.raises(SealpodError, match=r"cannot open the KBS store's change signal .*other\.sqlite-admin-signal"):
+        Storage(f"sqlite://{other}")

@@ -19,6 +19,8 @@ import os
 import threading
 from pathlib import Path
 
+from sealpod.errors import SealpodError
+
 #: Seconds a cache trusts an unmoved signal before it checks the database's counter again.
 RECHECK = 1.0
 _SIZE = 8
@@ -32,12 +34,37 @@ def signal_path(database: Path) -> Path:
     return database.with_name(database.name + "-admin-signal")
 
 
+def _open_or_make(path: Path, like: Path | None) -> int:
+    try:
+        return os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        pass
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:  # another process made it meanwhile
+        return os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    if like is not None:
+        model = os.stat(like)
+        if os.geteuid() == 0:
+            os.fchown(fd, model.st_uid, model.st_gid)
+        os.fchmod(fd, model.st_mode & 0o666)
+    return fd
+
+
 class AdminSignal:
     """The signal file of one SQLite store, mapped; :meth:`value` to check it, :meth:`bump` after a change."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, like: Path | None = None) -> None:
+        """Open ``path``, or make it with the owner and mode of the file ``like`` (the database: whoever may write
+        the store may bump its signal, as SQLite gives its -wal and -shm files the database's), else 0600."""
         self.path = path
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            self._fd = _open_or_make(path, like)
+        except OSError as err:
+            raise SealpodError(
+                f"cannot open the KBS store's change signal {path}: {err.strerror}",
+                hint="run the KBS as a user that may write the store's directory and files",
+            ) from None
         try:
             if os.fstat(self._fd).st_size < _SIZE:
                 os.ftruncate(self._fd, _SIZE)  # zeros; a second process doing the same at once changes nothing

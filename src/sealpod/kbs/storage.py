@@ -101,7 +101,12 @@ class Storage:
         if self._sqlite:
             for statement in _GENERATION:
                 self._execute(statement)
-            self.admin_signal = AdminSignal(signal_path(Path(self.url.removeprefix("sqlite://"))))
+            database = Path(self.url.removeprefix("sqlite://"))
+            try:
+                self.admin_signal = AdminSignal(signal_path(database), like=database)
+            except SealpodError:
+                self._conn.close()
+                raise
 
     @property
     def _sqlite(self) -> bool:
