@@ -46,18 +46,34 @@ _SCHEMA = [
     # write lock (70 ms at 60,000 sessions, while every worker's attestations waited)
     "CREATE INDEX IF NOT EXISTS sessions_expires ON sessions (expires)",
 ]
-#: SQLite: a counter that every change of resources, policies or reference values bumps, by triggers in the
-#: database itself (so also when the writer is a process without this code), for caches to check in one read.
-_GENERATION = [
+_ADMIN_TABLES = ("resources", "policies", "reference_values")
+#: A counter that every change of resources, policies or reference values bumps, by triggers in the database itself
+#: (so also when the writer is a process without this code), for caches to check in one read.
+_GENERATION_SQLITE = [
     "CREATE TABLE IF NOT EXISTS admin_generation (id INTEGER PRIMARY KEY CHECK (id = 0), value INTEGER NOT NULL)",
     "INSERT OR IGNORE INTO admin_generation (id, value) VALUES (0, 0)",
     *(
         f"CREATE TRIGGER IF NOT EXISTS admin_generation_{table}_{event.lower()} AFTER {event} ON {table} "  # noqa: S608 (constants)
         "BEGIN UPDATE admin_generation SET value = value + 1 WHERE id = 0; END"
-        for table in ("resources", "policies", "reference_values")
+        for table in _ADMIN_TABLES
         for event in ("INSERT", "UPDATE", "DELETE")
     ),
 ]
+#: The same counter in PostgreSQL: bumped once per statement, in the writer's transaction (so visible with it).
+_GENERATION_POSTGRESQL = [
+    "CREATE TABLE IF NOT EXISTS admin_generation (id INTEGER PRIMARY KEY CHECK (id = 0), value BIGINT NOT NULL)",
+    "INSERT INTO admin_generation (id, value) VALUES (0, 0) ON CONFLICT (id) DO NOTHING",
+    "CREATE OR REPLACE FUNCTION sealpod_admin_changed() RETURNS trigger LANGUAGE plpgsql AS "
+    "$$ BEGIN UPDATE admin_generation SET value = value + 1 WHERE id = 0; RETURN NULL; END $$",
+    *(
+        f"CREATE OR REPLACE TRIGGER admin_generation_{table} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table} "
+        "FOR EACH STATEMENT EXECUTE FUNCTION sealpod_admin_changed()"
+        for table in _ADMIN_TABLES
+    ),
+]
+#: PostgreSQL: the advisory lock that one process at a time holds while it makes the schema (two processes making
+#: the same table at once can fail on PostgreSQL's catalog, IF NOT EXISTS or not).
+_SCHEMA_LOCK = 0x5EA1_0D_4B5
 
 
 def new_session_id(expires: int) -> str:
@@ -94,19 +110,26 @@ class Storage:
         self._maintenance: threading.Thread | None = None
         self._conn = self._connect(poll_busy=True)
         self._param = "?" if self._sqlite else "%s"
-        for statement in _SCHEMA:
-            self._execute(statement.format(blob="BLOB" if self._sqlite else "BYTEA"))
+        self._make_schema()
         #: SQLite: the change signal of the admin's data that every process of this store shares (None: PostgreSQL)
         self.admin_signal: AdminSignal | None = None
         if self._sqlite:
-            for statement in _GENERATION:
-                self._execute(statement)
             database = Path(self.url.removeprefix("sqlite://"))
             try:
                 self.admin_signal = AdminSignal(signal_path(database), like=database)
             except SealpodError:
                 self._conn.close()
                 raise
+
+    def _make_schema(self) -> None:
+        if self._sqlite:
+            for statement in [*_SCHEMA, *_GENERATION_SQLITE]:
+                self._execute(statement.format(blob="BLOB"))
+            return
+        with self._using_store(), self._conn.transaction():
+            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            for statement in [*_SCHEMA, *_GENERATION_POSTGRESQL]:
+                self._conn.execute(statement.format(blob="BYTEA"))
 
     @property
     def _sqlite(self) -> bool:
@@ -297,9 +320,7 @@ class Storage:
         return out
 
     def admin_generation(self) -> int | None:
-        """SQLite: the counter of changes to resources, policies and reference values; None for PostgreSQL."""
-        if not self._sqlite:
-            return None
+        """The counter of changes to resources, policies and reference values (None if it is missing)."""
         rows = self._execute("SELECT value FROM admin_generation WHERE id = 0")
         return int(rows[0][0]) if rows else None
 
