@@ -13,7 +13,7 @@ verification, EAR sign and verify, JWE encrypt and decrypt, the binding hash) as
 (the lower of the two measurements).
 With ``--repeat K``, K runs per N and their medians, and how many of the N=64 runs meet every target.
 
-    .venv/bin/python bench/kbs_load.py [--seconds 8] [--clients 1,16,64] [--workers 2] [--repeat 1]
+    .venv/bin/python bench/kbs_load.py [--seconds 8] [--clients 1,16,64] [--workers 2] [--repeat 1] [--storage URL]
 """
 
 from __future__ import annotations
@@ -326,6 +326,9 @@ def main() -> None:
     parser.add_argument("--clients", default="1,16,64", help="the numbers of concurrent clients, comma-separated")
     parser.add_argument("--workers", type=int, default=2, help="the server's worker processes")
     parser.add_argument(
+        "--storage", default="", help="the KBS store's URL, e.g. postgresql://... (default: SQLite in a temp dir)"
+    )
+    parser.add_argument(
         "--repeat", type=int, default=1, help="runs per N; with more than one, their medians too (this machine drifts)"
     )
     args = parser.parse_args()
@@ -333,8 +336,9 @@ def main() -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     config = work / "kbs.toml"
+    storage = args.storage or f"sqlite://{work / 'kbs.sqlite'}"
     config.write_text(
-        f'storage = "sqlite://{work / "kbs.sqlite"}"\n[http]\ninsecure_http = true\n[admin]\ninsecure = '
+        f'storage = "{storage}"\n[http]\ninsecure_http = true\n[admin]\ninsecure = '
         f'true\n[attestation]\nallow_sim = true\nsim_dir = "{work / "sim"}"\n'
         f'signing_key = "{work / "token.pem"}"\n'
     )
