@@ -65,12 +65,12 @@ _GENERATION_POSTGRESQL = [
     "INSERT INTO admin_generation (id, value) VALUES (0, 0) ON CONFLICT (id) DO NOTHING",
     "CREATE OR REPLACE FUNCTION sealpod_admin_changed() RETURNS trigger LANGUAGE plpgsql AS "
     "$$ BEGIN UPDATE admin_generation SET value = value + 1 WHERE id = 0; RETURN NULL; END $$",
-    *(
-        f"CREATE OR REPLACE TRIGGER admin_generation_{table} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table} "
-        "FOR EACH STATEMENT EXECUTE FUNCTION sealpod_admin_changed()"
-        for table in _ADMIN_TABLES
-    ),
 ]
+#: PostgreSQL: each admin table's trigger, made where missing (CREATE OR REPLACE TRIGGER needs PostgreSQL 14)
+_GENERATION_TRIGGER_POSTGRESQL = (
+    "CREATE TRIGGER admin_generation_{table} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table} "
+    "FOR EACH STATEMENT EXECUTE FUNCTION sealpod_admin_changed()"
+)
 #: PostgreSQL: the advisory lock that one process at a time holds while it makes the schema (two processes making
 #: the same table at once can fail on PostgreSQL's catalog, IF NOT EXISTS or not).
 _SCHEMA_LOCK = 0x5EA1_0D_4B5
@@ -130,6 +130,11 @@ class Storage:
             self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             for statement in [*_SCHEMA, *_GENERATION_POSTGRESQL]:
                 self._conn.execute(statement.format(blob="BYTEA"))
+            for table in _ADMIN_TABLES:
+                name = f"admin_generation_{table}"
+                found = "SELECT 1 FROM pg_trigger WHERE tgname = %s AND tgrelid = %s::regclass"
+                if not self._conn.execute(found, (name, table)).fetchall():
+                    self._conn.execute(_GENERATION_TRIGGER_POSTGRESQL.format(table=table))
 
     @property
     def _sqlite(self) -> bool:
