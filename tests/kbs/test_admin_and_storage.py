@@ -288,6 +288,28 @@ def test_a_group_of_attestations_is_recorded_in_one_transaction_all_or_none(stor
         storage.close()
 
 
+def test_a_postgresql_group_larger_than_one_statement_is_still_all_or_none(
+    postgres: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sealpod.errors import SealpodError
+
+    monkeypatch.setattr(storage_module, "RECORD_ROWS_PER_STATEMENT", 2)
+    storage = Storage(postgres)
+    expires = int(time.time()) + 300
+
+    def session(session_id: str, nonce: str | None = "n") -> Session:
+        return Session(session_id, nonce, "sgx", expires, f"token-{session_id}", "d")  # type: ignore[arg-type]
+
+    try:
+        group = [session("a"), session("b"), session("c"), session("a"), session("d")]
+        assert storage.record_attestations(group) == [True, True, True, False, True]
+        with pytest.raises(SealpodError, match="KBS storage error"):
+            storage.record_attestations([session("e"), session("f"), session("g"), session("h", nonce=None)])
+        assert [storage.get_session(s) for s in "efg"] == [None] * 3, "the chunks before the failing one: undone"
+    finally:
+        storage.close()
+
+
 def test_sqlite_writes_wait_for_another_writer_without_the_busy_handler(tmp_path: Path) -> None:
     import sqlite3
     import threading

@@ -29,6 +29,8 @@ _RECORD_INTO = "INSERT INTO sessions (id, nonce, tee, expires, token, evidence_d
 _RECORD_ROW = "(?, ?, ?, ?, ?, ?)"
 _RECORD_TAIL = " ON CONFLICT (id) DO NOTHING RETURNING id"
 _RECORD = _RECORD_INTO + _RECORD_ROW + _RECORD_TAIL
+#: PostgreSQL: sessions per INSERT statement (6 parameters each; a statement takes at most 65,535)
+RECORD_ROWS_PER_STATEMENT = 1000
 #: How long a request's statement waits for another SQLite writer (what the busy timeout was).
 BUSY_WAIT = 30.0
 #: The housekeeping restarts the SQLite WAL once it holds more frames than this (32 MiB of 4 KiB pages).
@@ -372,11 +374,16 @@ class Storage:
 
     def _record_in_one_statement(self, sessions: list[Session], rows: list[tuple[Any, ...]]) -> list[bool]:
         """PostgreSQL: the group as one multi-row INSERT, atomic by itself: one round trip to the server, where a
-        transaction of a statement per session took two more than the sessions."""
-        if not rows:
-            return []
-        sql = (_RECORD_INTO + ", ".join([_RECORD_ROW] * len(rows)) + _RECORD_TAIL).replace("?", "%s")
-        inserted = {row[0] for row in self._conn.execute(sql, [v for row in rows for v in row]).fetchall()}
+        transaction of a statement per session took two more than the sessions. A group too large for one
+        statement's parameters (65,535) goes in several, in one transaction."""
+        inserted: set[str] = set()
+        chunks = [
+            rows[start : start + RECORD_ROWS_PER_STATEMENT] for start in range(0, len(rows), RECORD_ROWS_PER_STATEMENT)
+        ]
+        with self._conn.transaction() if len(chunks) > 1 else contextlib.nullcontext():
+            for chunk in chunks:
+                sql = (_RECORD_INTO + ", ".join([_RECORD_ROW] * len(chunk)) + _RECORD_TAIL).replace("?", "%s")
+                inserted.update(row[0] for row in self._conn.execute(sql, [v for row in chunk for v in row]).fetchall())
         recorded = []
         for session in sessions:  # a session twice in the group: the statement inserted it once, for the first
             recorded.append(session.id in inserted)
