@@ -47,13 +47,14 @@ _SCHEMA = [
     # the purge finds expired sessions by this index: without it, each purge scanned the whole table holding the
     # write lock (70 ms at 60,000 sessions, while every worker's attestations waited)
     "CREATE INDEX IF NOT EXISTS sessions_expires ON sessions (expires)",
+    # a counter that every change of resources, policies or reference values bumps, by triggers in the database
+    # itself (so also when the writer is a process without this code), for caches to check in one read
+    "CREATE TABLE IF NOT EXISTS admin_generation (id INTEGER PRIMARY KEY CHECK (id = 0), value BIGINT NOT NULL)",
+    "INSERT INTO admin_generation (id, value) VALUES (0, 0) ON CONFLICT (id) DO NOTHING",
 ]
 _ADMIN_TABLES = ("resources", "policies", "reference_values")
-#: A counter that every change of resources, policies or reference values bumps, by triggers in the database itself
-#: (so also when the writer is a process without this code), for caches to check in one read.
+#: SQLite's triggers of the admin counter, one per table and event.
 _GENERATION_SQLITE = [
-    "CREATE TABLE IF NOT EXISTS admin_generation (id INTEGER PRIMARY KEY CHECK (id = 0), value INTEGER NOT NULL)",
-    "INSERT OR IGNORE INTO admin_generation (id, value) VALUES (0, 0)",
     *(
         f"CREATE TRIGGER IF NOT EXISTS admin_generation_{table}_{event.lower()} AFTER {event} ON {table} "  # noqa: S608 (constants)
         "BEGIN UPDATE admin_generation SET value = value + 1 WHERE id = 0; END"
@@ -61,10 +62,8 @@ _GENERATION_SQLITE = [
         for event in ("INSERT", "UPDATE", "DELETE")
     ),
 ]
-#: The same counter in PostgreSQL: bumped once per statement, in the writer's transaction (so visible with it).
+#: PostgreSQL's: bumped once per statement, in the writer's transaction (so visible with it).
 _GENERATION_POSTGRESQL = [
-    "CREATE TABLE IF NOT EXISTS admin_generation (id INTEGER PRIMARY KEY CHECK (id = 0), value BIGINT NOT NULL)",
-    "INSERT INTO admin_generation (id, value) VALUES (0, 0) ON CONFLICT (id) DO NOTHING",
     "CREATE OR REPLACE FUNCTION sealpod_admin_changed() RETURNS trigger LANGUAGE plpgsql AS "
     "$$ BEGIN UPDATE admin_generation SET value = value + 1 WHERE id = 0; RETURN NULL; END $$",
 ]
@@ -112,16 +111,16 @@ class Storage:
         self._maintenance: threading.Thread | None = None
         self._conn = self._connect(poll_busy=True)
         self._param = "?" if self._sqlite else "%s"
-        self._make_schema()
         #: SQLite: the change signal of the admin's data that every process of this store shares (None: PostgreSQL)
         self.admin_signal: AdminSignal | None = None
-        if self._sqlite:
-            database = Path(self.url.removeprefix("sqlite://"))
-            try:
+        try:
+            self._make_schema()
+            if self._sqlite:
+                database = Path(self.url.removeprefix("sqlite://"))
                 self.admin_signal = AdminSignal(signal_path(database), like=database)
-            except SealpodError:
-                self._conn.close()
-                raise
+        except BaseException:  # no connection left open behind a store that could not be opened
+            self._conn.close()
+            raise
 
     def _make_schema(self) -> None:
         if self._sqlite:
