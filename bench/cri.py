@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.cri.containerd import Containerd, CriClient, RuntimeHandler, push_sandbox_image
 from tests.cri.proto import cri_subset_pb2 as pb
 
-from sealpod.kbs.embedded import EmbeddedKbs
+from sealpod.kbs.serving.embedded import EmbeddedKbs
 from sealpod.oci.localregistry import LocalRegistry
 from sealpod.runtime.containerd_config import sealpod_settings
 

@@ -39,13 +39,14 @@ import uvloop
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from common import SEALPOD
+from sealpod._internal.jose import public_jwk
+from sealpod._internal.net import free_port
 from sealpod.attestation import ear
+from sealpod.attestation.sgx.sim_pcs import SimPcs
 from sealpod.attestation.sgx.verify import DcapVerifier
-from sealpod.jose import public_jwk
-from sealpod.kbs import resource_jwe
-from sealpod.kbs.admin_client import AdminClient
-from sealpod.kbs.protocol import PROTOCOL_VERSION, jcs, report_data
-from sealpod.oci.localregistry import free_port
+from sealpod.kbs.client import resource_jwe
+from sealpod.kbs.client.admin import AdminClient
+from sealpod.kbs.client.protocol import PROTOCOL_VERSION, jcs, report_data
 from sealpod.tee.sim import SimPlatform
 
 MRE, MRS = b"\xab" * 32, b"\xcd" * 32
@@ -261,8 +262,8 @@ def cpu_seconds(pids: list[int]) -> float:
 
 def crypto_only(sim: SimPlatform, rounds: int = 200) -> float:
     """Seconds of crypto in one handshake (server and client sides), measured in process."""
-    verifier = DcapVerifier([sim.root])
-    collateral = sim.collateral()
+    verifier = DcapVerifier([SimPcs(sim.files).root])
+    collateral = SimPcs(sim.files).collateral()
     signing = ec.generate_private_key(ec.SECP256R1())
     samples = []
     for _ in range(rounds):

@@ -32,8 +32,8 @@ from pathlib import Path
 
 from common import SEALPOD, image_bench_args, need_tools, pick_files, rsa_key_files
 from sealpod.enclave.measure import measure
-from sealpod.kbs.admin_client import AdminClient
-from sealpod.kbs.embedded import EmbeddedKbs
+from sealpod.kbs.client.admin import AdminClient
+from sealpod.kbs.serving.embedded import EmbeddedKbs
 from sealpod.oci.build import LayerSpec, build_image
 from sealpod.oci.localregistry import LocalRegistry
 

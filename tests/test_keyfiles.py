@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from sealpod.keyfiles import OwnKey, load_or_create_key
+from sealpod._internal.keyfiles import OwnKey, load_or_create_key
 
 
 def test_concurrent_makers_agree_on_one_whole_key(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ import pytest
 
 from sealpod.attestation.sgx.pcs import PcsClient, pck_ca_type
 from sealpod.attestation.sgx.quote import parse_quote
+from sealpod.attestation.sgx.sim_pcs import SimPcs
 from sealpod.attestation.sgx.verify import DcapVerifier
 from sealpod.tee.sim import SIM_FMSPC, SimPlatform
 
@@ -29,7 +30,7 @@ MRE, MRS = b"\x11" * 32, b"\x22" * 32
 @pytest.fixture
 def pccs(tmp_path: Path) -> Iterator[tuple[str, SimPlatform, list[str]]]:
     platform = SimPlatform.load(tmp_path / "sim")
-    docs = platform.pcs_documents()
+    docs = SimPcs(platform.files).pcs_documents()
     paths: list[str] = []
     routes = {
         f"/sgx/certification/v4/tcb?fmspc={SIM_FMSPC.hex().upper()}": (
@@ -79,7 +80,7 @@ def test_pcs_collateral_and_cache(pccs: tuple[str, SimPlatform, list[str]], tmp_
     assert pck_ca_type(parse_quote(quote)) == "processor"
     client = PcsClient(url, tmp_path / "cache")
     collateral = client.collateral(SIM_FMSPC, "processor")
-    verdict = DcapVerifier([platform.root]).verify(quote, collateral, now=int(time.time()))
+    verdict = DcapVerifier([SimPcs(platform.files).root]).verify(quote, collateral, now=int(time.time()))
     assert verdict.status == "UpToDate"
     assert len(paths) == 4
     client.collateral(SIM_FMSPC, "processor")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from sealpod.attestation.sgx.quote import parse_quote
+from sealpod.attestation.sgx.sim_pcs import SimPcs
 from sealpod.attestation.sgx.verify import STATUSES, DcapVerifier, TrustedRoot, intel_root
 from sealpod.errors import AttestationError
 from sealpod.tee import detect
@@ -24,12 +25,12 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> SimPlatform:
 
 
 def _verifier(platform: SimPlatform) -> DcapVerifier:
-    return DcapVerifier([TrustedRoot.from_der("intel", intel_root()), platform.root])
+    return DcapVerifier([TrustedRoot.from_der("intel", intel_root()), SimPcs(platform.files).root])
 
 
 def test_sim_quote_verifies_and_carries_the_identity(platform: SimPlatform) -> None:
     quote = platform.quote(report_data=b"nonce-bound", mr_enclave=MRE, mr_signer=MRS, isv_prod_id=7, isv_svn=3)
-    verdict = _verifier(platform).verify(quote, platform.collateral(), now=int(time.time()))
+    verdict = _verifier(platform).verify(quote, SimPcs(platform.files).collateral(), now=int(time.time()))
     assert verdict.root == "sim"
     assert (verdict.quote.report.mr_enclave, verdict.quote.report.mr_signer) == (MRE, MRS)
     assert (verdict.quote.report.isv_prod_id, verdict.quote.report.isv_svn) == (7, 3)
@@ -43,33 +44,35 @@ def test_sim_quote_verifies_and_carries_the_identity(platform: SimPlatform) -> N
 def test_sim_root_is_refused_unless_trusted(platform: SimPlatform) -> None:
     quote = platform.quote(report_data=b"x", mr_enclave=MRE, mr_signer=MRS)
     with pytest.raises(AttestationError, match=r"untrusted root .*sealpod sim SGX Root CA"):
-        DcapVerifier().verify(quote, platform.collateral(), now=int(time.time()))
+        DcapVerifier().verify(quote, SimPcs(platform.files).collateral(), now=int(time.time()))
 
 
 @pytest.mark.parametrize("status", STATUSES)
 def test_each_tcb_status(status: str, tmp_path: Path) -> None:
     platform = SimPlatform.load(tmp_path)
-    platform.set_tcb_status(status)
+    SimPcs(platform.files).set_tcb_status(status)
     quote = platform.quote(report_data=b"x", mr_enclave=MRE, mr_signer=MRS)
-    verdict = _verifier(platform).verify(quote, platform.collateral(), now=int(time.time()))
+    verdict = _verifier(platform).verify(quote, SimPcs(platform.files).collateral(), now=int(time.time()))
     assert verdict.status == status
     assert (verdict.advisory_ids == ()) == (status == "UpToDate")
-    assert SimPlatform.load(tmp_path).tcb_status == status, "the status persists"
+    assert SimPcs.load(tmp_path).tcb_status == status, "the status persists"
 
 
 def test_debug_quotes_are_refused_unless_allowed(platform: SimPlatform) -> None:
     quote = platform.quote(report_data=b"x", mr_enclave=MRE, mr_signer=MRS, debug=True)
     verifier = _verifier(platform)
     with pytest.raises(AttestationError, match="DEBUG"):
-        verifier.verify(quote, platform.collateral(), now=int(time.time()))
-    assert verifier.verify(quote, platform.collateral(), now=int(time.time()), allow_debug=True).quote.report.debug
+        verifier.verify(quote, SimPcs(platform.files).collateral(), now=int(time.time()))
+    assert verifier.verify(
+        quote, SimPcs(platform.files).collateral(), now=int(time.time()), allow_debug=True
+    ).quote.report.debug
 
 
 def test_tampered_sim_quote_is_refused(platform: SimPlatform) -> None:
     quote = bytearray(platform.quote(report_data=b"x", mr_enclave=MRE, mr_signer=MRS))
     quote[64 + 48] ^= 1  # inside mr_enclave
     with pytest.raises(AttestationError, match="ISV enclave report signature"):
-        _verifier(platform).verify(bytes(quote), platform.collateral(), now=int(time.time()))
+        _verifier(platform).verify(bytes(quote), SimPcs(platform.files).collateral(), now=int(time.time()))
 
 
 @pytest.mark.parametrize(("offset", "what"), [(564, "QE report"), (948, "QE report signature")])
@@ -78,13 +81,13 @@ def test_a_verified_qe_report_vouches_only_for_its_exact_bytes(platform: SimPlat
     bit from one verified before is still refused."""
     verifier = _verifier(platform)
     good = platform.quote(report_data=b"x", mr_enclave=MRE, mr_signer=MRS)
-    verifier.verify(good, platform.collateral(), now=int(time.time()))
+    verifier.verify(good, SimPcs(platform.files).collateral(), now=int(time.time()))
     quote = bytearray(platform.quote(report_data=b"y", mr_enclave=MRE, mr_signer=MRS))
     assert quote[564:1012] == good[564:1012], "a platform's quotes repeat its QE report and signature"
     quote[offset] ^= 1
     with pytest.raises(AttestationError, match="the QE report signature is invalid"):
-        verifier.verify(bytes(quote), platform.collateral(), now=int(time.time()))
-    assert verifier.verify(good, platform.collateral(), now=int(time.time())).root == "sim", what
+        verifier.verify(bytes(quote), SimPcs(platform.files).collateral(), now=int(time.time()))
+    assert verifier.verify(good, SimPcs(platform.files).collateral(), now=int(time.time())).root == "sim", what
 
 
 def test_platform_persists_and_sealing_keys_are_bound_to_identity(platform: SimPlatform) -> None:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sealpod.kbs.admin_client import AdminClient
+from sealpod.kbs.client.admin import AdminClient
 from sealpod.oci.localregistry import LocalRegistry
 from tests.helpers import E, image_from_tars, make_tar
 from tests.kbs.conftest import MRE, MRS, register_enclave

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from sealpod.agent.pull import AgentSettings, secure_pull
+from sealpod.agent.run import PlainDirectory, prepare_run
+from sealpod.boundary.request import BootRequest
 from sealpod.errors import SealpodError
-from sealpod.kbs.client import KbsClient, KbsClientError
+from sealpod.kbs.client.rcar import KbsClientError
 from sealpod.oci.localregistry import LocalRegistry
 from sealpod.tee.sim import SimPlatform
 from tests.conftest import need, run_tool
@@ -30,9 +31,12 @@ def test_agent_pulls_a_signed_encrypted_image_with_everything_from_the_kbs(
 ) -> None:
     server = kbs_factory()
     image = tenant(tmp_path, registry, server.url)
-    settings = AgentSettings(tls_verify=False)
-    with KbsClient(server.url, sim.attester(mr_enclave=MRE, mr_signer=MRS)) as client:
-        result = secure_pull(image, tmp_path / "rootfs", client, settings)
+    tenant_enclave = sim.attester(mr_enclave=MRE, mr_signer=MRS)
+
+    def request(image: str) -> BootRequest:
+        return BootRequest(image, server.url, registry_tls_verify=False)
+
+    result = prepare_run(tenant_enclave, request(image), lambda: PlainDirectory(tmp_path / "rootfs")).result
     assert (tmp_path / "rootfs/app/secret.txt").read_bytes() == SECRET
     assert (tmp_path / "rootfs/app/run.sh").stat().st_mode & 0o111
     assert all(d.media_type.endswith("+encrypted") for d in result.image.manifest.layers)
@@ -47,16 +51,15 @@ def test_agent_pulls_a_signed_encrypted_image_with_everything_from_the_kbs(
         f"docker://{image.replace(':v1', ':unsigned')}",
         "--remove-signatures",
     )
-    with (
-        KbsClient(server.url, sim.attester(mr_enclave=MRE, mr_signer=MRS)) as client,
-        pytest.raises(SealpodError, match=r"is not accepted|no sigstoreSigned"),
-    ):
-        secure_pull(image.replace(":v1", ":unsigned"), tmp_path / "rootfs2", client, settings)
+    with pytest.raises(SealpodError, match=r"is not accepted|no sigstoreSigned"):
+        prepare_run(
+            tenant_enclave, request(image.replace(":v1", ":unsigned")), lambda: PlainDirectory(tmp_path / "rootfs2")
+        )
     assert not (tmp_path / "rootfs2").exists()
 
     # an enclave the tenant did not register gets nothing: not the policy, not the keys
-    stranger = KbsClient(server.url, sim.attester(mr_enclave=b"\x01" * 32, mr_signer=MRS))
-    with stranger, pytest.raises(KbsClientError) as denied:
-        secure_pull(image, tmp_path / "rootfs3", stranger, settings)
+    stranger = sim.attester(mr_enclave=b"\x01" * 32, mr_signer=MRS)
+    with pytest.raises(KbsClientError) as denied:
+        prepare_run(stranger, request(image), lambda: PlainDirectory(tmp_path / "rootfs3"))
     assert denied.value.variant == "PolicyDeny"
     assert not (tmp_path / "rootfs3").exists()

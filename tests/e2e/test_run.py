@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from sealpod.enclave.measure import measure
-from sealpod.kbs.admin_client import AdminClient
+from sealpod.kbs.client.admin import AdminClient
 from sealpod.oci.localregistry import LocalRegistry
 from tests.conftest import need, run_tool
 from tests.e2e.pool import Pool

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sealpod.boot_request import BootRequest
+from sealpod.boundary.request import BootRequest
 from sealpod.errors import SealpodError, UsageError
 from sealpod.runtime import containers
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from sealpod.oci.localregistry import LocalRegistry, free_port
+from sealpod._internal.net import free_port
+from sealpod.oci.localregistry import LocalRegistry
 from tests.conftest import need, run_tool, snapshot
 from tests.helpers import E, image_from_tars, make_tar
 

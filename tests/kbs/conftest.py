@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sealpod.oci.localregistry import free_port
+from sealpod._internal.net import free_port
 from sealpod.tee.sim import SimPlatform
 
 SEALPOD = str(Path(sys.executable).with_name("sealpod"))
@@ -106,7 +106,7 @@ def sim(tmp_path: Path) -> SimPlatform:
 
 
 def register_enclave(url: str, mr_enclave: bytes = MRE, mr_signer: bytes = MRS, prod: int = 0, svn: int = 0) -> None:
-    from sealpod.kbs.admin_client import AdminClient
+    from sealpod.kbs.client.admin import AdminClient
 
     with AdminClient(url) as admin:
         admin.set_reference(

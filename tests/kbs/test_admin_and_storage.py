@@ -19,15 +19,16 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from sealpod.jose import sign_es256
-from sealpod.kbs import storage as storage_module
-from sealpod.kbs.admin import mint_token
-from sealpod.kbs.admin_client import AdminClient
-from sealpod.kbs.admin_data import AdminData
-from sealpod.kbs.client import KbsClient, KbsClientError
-from sealpod.kbs.sealed import SealedSecretError, unseal
-from sealpod.kbs.storage import _PURGE, PURGE_BATCH, Session, Storage
-from sealpod.oci.localregistry import free_port
+from sealpod._internal.jose import sign_es256
+from sealpod._internal.net import free_port
+from sealpod.kbs.client.admin import AdminClient
+from sealpod.kbs.client.rcar import KbsClient, KbsClientError
+from sealpod.kbs.client.sealed import SealedSecretError, unseal
+from sealpod.kbs.service.admin_auth import mint_token
+from sealpod.kbs.service.admin_data import AdminData
+from sealpod.kbs.service.storage import _PURGE, PURGE_BATCH, Session, open_storage
+from sealpod.kbs.service.storage import postgres as postgres_storage
+from sealpod.kbs.service.storage import sqlite as sqlite_storage
 from sealpod.tee.sim import SimPlatform
 from tests.kbs.conftest import MRE, MRS, SEALPOD, KbsProcess, error_of, register_enclave
 
@@ -199,8 +200,8 @@ def test_two_kbs_processes_share_one_postgresql(
     with AdminClient(second.url) as admin:
         admin.put_resource("default/key/shared", b"from either")
     attester = sim.attester(mr_enclave=MRE, mr_signer=MRS)
-    from sealpod.jose import public_jwk
-    from sealpod.kbs.protocol import PROTOCOL_VERSION, report_data
+    from sealpod._internal.jose import public_jwk
+    from sealpod.kbs.client.protocol import PROTOCOL_VERSION, report_data
 
     key = ec.generate_private_key(ec.SECP256R1())
     jwk = public_jwk(key.public_key(), "ECDH-ES+A256KW")
@@ -218,7 +219,7 @@ def test_two_kbs_processes_share_one_postgresql(
         f"{first.url}/kbs/v0/resource/default/key/shared", headers={"Cookie": f"kbs-session-id={cookie}"}
     )
     assert resource.status_code == 200, resource.text
-    from sealpod.kbs import resource_jwe
+    from sealpod.kbs.client import resource_jwe
 
     assert resource_jwe.decrypt(resource.json(), key) == b"from either"
     _durable(first, lambda: kbs_factory(storage=postgres, name="third"))
@@ -234,7 +235,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def test_expired_sessions_are_purged_off_the_request_path_and_a_session_is_attested_once(store_url: str) -> None:
-    storage = Storage(store_url)
+    storage = open_storage(store_url)
     try:
         now = int(time.time())
         assert storage.record_attestations([Session("old", "n1", "sgx", now - 10, "token-0", "digest-0")]) == [True]
@@ -264,7 +265,7 @@ def test_expired_sessions_are_purged_off_the_request_path_and_a_session_is_attes
 def test_a_group_of_attestations_is_recorded_in_one_transaction_all_or_none(store_url: str) -> None:
     from sealpod.errors import SealpodError
 
-    storage = Storage(store_url)
+    storage = open_storage(store_url)
     expires = int(time.time()) + 300
 
     def session(session_id: str, token: str) -> Session:
@@ -293,8 +294,8 @@ def test_a_postgresql_group_larger_than_one_statement_is_still_all_or_none(
 ) -> None:
     from sealpod.errors import SealpodError
 
-    monkeypatch.setattr(storage_module, "RECORD_ROWS_PER_STATEMENT", 2)
-    storage = Storage(postgres)
+    monkeypatch.setattr(postgres_storage, "RECORD_ROWS_PER_STATEMENT", 2)
+    storage = open_storage(postgres)
     expires = int(time.time()) + 300
 
     def session(session_id: str, nonce: str | None = "n") -> Session:
@@ -316,7 +317,7 @@ def test_sqlite_writes_wait_for_another_writer_without_the_busy_handler(tmp_path
 
     from sealpod.errors import SealpodError
 
-    storage = Storage(f"sqlite://{tmp_path / 'kbs.sqlite'}")
+    storage = open_storage(f"sqlite://{tmp_path / 'kbs.sqlite'}")
     other = sqlite3.connect(tmp_path / "kbs.sqlite", isolation_level=None, check_same_thread=False)
     try:
         assert storage._conn.execute("PRAGMA busy_timeout").fetchone() == (0,)
@@ -337,7 +338,7 @@ def test_sqlite_writes_wait_for_another_writer_without_the_busy_handler(tmp_path
 
 def test_the_session_nonce_key_is_made_once_and_shared_by_every_process_of_a_store(tmp_path: Path) -> None:
     url = f"sqlite://{tmp_path / 'kbs.sqlite'}"
-    first, second = Storage(url), Storage(url)
+    first, second = open_storage(url), open_storage(url)
     try:
         key = first.shared_key("session-nonce")
         assert len(key) == 32
@@ -347,7 +348,7 @@ def test_the_session_nonce_key_is_made_once_and_shared_by_every_process_of_a_sto
     finally:
         first.close()
         second.close()
-    reopened = Storage(url)
+    reopened = open_storage(url)
     try:
         assert reopened.shared_key("session-nonce") == key, "it survives a restart (sessions in flight stay valid)"
     finally:
@@ -358,7 +359,7 @@ def test_the_admin_generation_follows_every_admin_write_whoever_makes_it(store_u
     """The counter the admin-data caches check: moved on by every admin write on this connection or another (by how
     much is the store's business: PostgreSQL's upsert fires its INSERT and UPDATE triggers both), and left as it was
     by session writes."""
-    mine, other = Storage(store_url), Storage(store_url)
+    mine, other = open_storage(store_url), open_storage(store_url)
     try:
         seen = mine.admin_generation()
         assert seen is not None
@@ -398,7 +399,7 @@ def test_processes_starting_at_once_on_an_empty_postgresql_all_make_the_schema(p
     def open_store() -> None:
         start.wait()
         try:
-            storage = Storage(postgres)
+            storage = open_storage(postgres)
         except Exception as err:
             outcomes.append(err)
             return
@@ -420,7 +421,7 @@ def test_postgresql_views_read_only_the_counter_and_see_every_writers_change_at_
     until a change, by sealpod or by hand, moves the counter."""
     import psycopg
 
-    mine, other = Storage(postgres), Storage(postgres)
+    mine, other = open_storage(postgres), open_storage(postgres)
     queries: list[str] = []
     fetch = mine._fetch
     monkeypatch.setattr(mine, "_fetch", lambda sql, params: queries.append(sql) or fetch(sql, params))
@@ -451,7 +452,7 @@ def test_postgresql_views_read_only_the_counter_and_see_every_writers_change_at_
 def test_admin_writes_are_synced_to_disk_before_they_return(tmp_path: Path) -> None:
     """Resources, policies and reference values are written with synchronous=FULL (the WAL fsynced at commit: an
     acknowledged admin write survives power loss too); session records are not."""
-    storage = Storage(f"sqlite://{tmp_path / 'kbs.sqlite'}")
+    storage = open_storage(f"sqlite://{tmp_path / 'kbs.sqlite'}")
     statements: list[str] = []
     storage._conn.set_trace_callback(statements.append)
     try:
@@ -479,8 +480,8 @@ def test_the_wal_is_restarted_once_it_is_long_and_not_every_round(
 ) -> None:
     """The housekeeping's checkpoint: PASSIVE every round; RESTART (which holds writers off) only once the WAL holds
     more than WAL_RESTART_FRAMES; what was written stays readable."""
-    monkeypatch.setattr(storage_module, "WAL_RESTART_FRAMES", 100)
-    storage = Storage(f"sqlite://{tmp_path / 'kbs.sqlite'}")
+    monkeypatch.setattr(sqlite_storage, "WAL_RESTART_FRAMES", 100)
+    storage = open_storage(f"sqlite://{tmp_path / 'kbs.sqlite'}")
     conn = storage._connect()
     statements: list[str] = []
     conn.set_trace_callback(statements.append)
@@ -496,12 +497,12 @@ def test_the_wal_is_restarted_once_it_is_long_and_not_every_round(
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the schema's frames out of the way
         write(5, "a")
         statements.clear()
-        Storage._checkpoint(conn)
+        sqlite_storage.SqliteStorage._checkpoint(conn)
         assert "PRAGMA wal_checkpoint(PASSIVE)" in statements
         assert "PRAGMA wal_checkpoint(RESTART)" not in statements, "a short WAL is left as it is"
         write(100, "c")
         statements.clear()
-        Storage._checkpoint(conn)
+        sqlite_storage.SqliteStorage._checkpoint(conn)
         assert "PRAGMA wal_checkpoint(RESTART)" in statements, "a long one is restarted"
         assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 30000
         write(1, "d")

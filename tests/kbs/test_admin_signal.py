@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from sealpod.errors import SealpodError
-from sealpod.kbs import admin_data
-from sealpod.kbs.admin_data import AdminData
-from sealpod.kbs.admin_signal import RECHECK, AdminSignal, signal_path
-from sealpod.kbs.storage import Storage
+from sealpod.kbs.service import admin_data
+from sealpod.kbs.service.admin_data import AdminData
+from sealpod.kbs.service.storage import open_storage
+from sealpod.kbs.service.storage.admin_signal import RECHECK, AdminSignal, signal_path
 
 BUMPS = 50_000
 _COUNTER_READ = "SELECT value FROM admin_generation WHERE id = 0"
@@ -52,7 +52,7 @@ def test_a_view_reads_the_store_only_when_the_signal_moves_or_the_recheck_is_due
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     database = tmp_path / "kbs.sqlite"
-    mine, other = Storage(f"sqlite://{database}"), Storage(f"sqlite://{database}")
+    mine, other = open_storage(f"sqlite://{database}"), open_storage(f"sqlite://{database}")
     assert mine.admin_signal is not None
     assert mine.admin_signal.path == signal_path(database)
     statements: list[str] = []
@@ -91,7 +91,7 @@ def test_a_view_reads_the_store_only_when_the_signal_moves_or_the_recheck_is_due
 def test_a_failed_admin_write_still_moves_the_signal(tmp_path: Path) -> None:
     """Nothing of a failed statement is committed; the bump costs one check of the store, and no cache can miss a
     change it might have made."""
-    storage = Storage(f"sqlite://{tmp_path / 'kbs.sqlite'}")
+    storage = open_storage(f"sqlite://{tmp_path / 'kbs.sqlite'}")
     try:
         assert storage.admin_signal is not None
         before = storage.admin_signal.value()
@@ -111,11 +111,11 @@ def test_the_signal_takes_the_database_files_mode_and_an_unusable_one_is_named(t
     database = tmp_path / "kbs.sqlite"
     database.touch()
     database.chmod(0o640)  # a store its group may read: as SQLite does for -wal and -shm, the signal follows
-    storage = Storage(f"sqlite://{database}")
+    storage = open_storage(f"sqlite://{database}")
     storage.close()
     assert signal_path(database).stat().st_mode & 0o777 == 0o640
 
     other = tmp_path / "other.sqlite"
     signal_path(other).mkdir()
     with pytest.raises(SealpodError, match=r"cannot open the KBS store's change signal .*other\.sqlite-admin-signal"):
-        Storage(f"sqlite://{other}")
+        open_storage(f"sqlite://{other}")

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from sealpod.kbs.challenges import NONCE_BYTES, TEES, ChallengeError, Challenges
+from sealpod.kbs.service.challenges import NONCE_BYTES, TEES, ChallengeError, Challenges
 
 
 def test_a_nonce_opens_only_for_its_session_under_its_key() -> None:

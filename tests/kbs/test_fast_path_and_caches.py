@@ -15,13 +15,13 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from sealpod.jose import public_jwk
-from sealpod.kbs import resource_jwe
-from sealpod.kbs.admin_client import AdminClient
-from sealpod.kbs.admin_signal import RECHECK
-from sealpod.kbs.caches import IssuedTokens, SessionCache
-from sealpod.kbs.protocol import PROTOCOL_VERSION, report_data
-from sealpod.kbs.storage import Session
+from sealpod._internal.jose import public_jwk
+from sealpod.kbs.client import resource_jwe
+from sealpod.kbs.client.admin import AdminClient
+from sealpod.kbs.client.protocol import PROTOCOL_VERSION, report_data
+from sealpod.kbs.service.caches import IssuedTokens, SessionCache
+from sealpod.kbs.service.storage import Session
+from sealpod.kbs.service.storage.admin_signal import RECHECK
 from sealpod.tee.sim import SimPlatform
 from tests.kbs.conftest import MRE, MRS, KbsProcess, error_of, register_enclave
 
@@ -105,8 +105,8 @@ def test_session_cache_forgets_expired_sessions() -> None:
 
 
 def test_issued_tokens_are_checked_for_expiry() -> None:
+    from sealpod._internal.jose import JoseError
     from sealpod.attestation import ear
-    from sealpod.jose import JoseError
 
     key = ec.generate_private_key(ec.SECP256R1())
     token, claims = ear.issue(

@@ -18,11 +18,11 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from sealpod.jose import public_jwk
-from sealpod.kbs import group_commit
-from sealpod.kbs.group_commit import GroupCommit, Outcome
-from sealpod.kbs.protocol import PROTOCOL_VERSION
-from sealpod.kbs.storage import Session, Storage, StoreBusy
+from sealpod._internal.jose import public_jwk
+from sealpod.kbs.client.protocol import PROTOCOL_VERSION
+from sealpod.kbs.service.storage import Session, StoreBusy, open_storage
+from sealpod.kbs.serving import group_commit
+from sealpod.kbs.serving.group_commit import GroupCommit, Outcome
 from sealpod.tee.sim import SimPlatform
 from tests.kbs.conftest import KbsProcess, error_of, register_enclave
 from tests.kbs.test_fast_path_and_caches import _attest_body, _raw_exchange
@@ -183,7 +183,7 @@ def test_a_group_that_waits_past_the_busy_limit_fails_with_the_stores_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(group_commit, "BUSY_WAIT", 0.05)
-    storage = Storage(f"sqlite://{tmp_path / 'kbs.sqlite'}")
+    storage = open_storage(f"sqlite://{tmp_path / 'kbs.sqlite'}")
     counters: Counter[str] = Counter()
     commits = GroupCommit(storage, counters)
     blocker = sqlite3.connect(tmp_path / "kbs.sqlite", isolation_level=None, timeout=10)

@@ -18,11 +18,11 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from sealpod.jose import compact_json, public_jwk
-from sealpod.kbs import resource_jwe
-from sealpod.kbs.admin_client import AdminClient
-from sealpod.kbs.client import KbsClient, KbsClientError
-from sealpod.kbs.protocol import PROTOCOL_VERSION, jcs, report_data
+from sealpod._internal.jose import compact_json, public_jwk
+from sealpod.kbs.client import resource_jwe
+from sealpod.kbs.client.admin import AdminClient
+from sealpod.kbs.client.protocol import PROTOCOL_VERSION, jcs, report_data
+from sealpod.kbs.client.rcar import KbsClient, KbsClientError
 from sealpod.tee.sim import SimPlatform
 from tests.kbs.conftest import MRE, MRS, KbsProcess, error_of, register_enclave
 
@@ -263,7 +263,7 @@ def test_trustee_policies_run_unmodified_with_the_sample_tee(kbs_factory: Callab
         admin.put_resource("default/key/1", b"secret")
         admin.set_resource_policy((DATA / "trustee_kbs_resource_policy_default.rego").read_text())
     with KbsClient(server.url, SampleAttester()) as client:
-        from sealpod.jose import decode_jws
+        from sealpod._internal.jose import decode_jws
 
         claims = decode_jws(client.attest())[1]
         vector = claims["submods"]["cpu0"]["ear.trustworthiness-vector"]

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from sealpod.agent.pull import image_signatures
 from sealpod.errors import SignatureError
 from sealpod.oci.layout import KIND, REF_NAME, OciLayout
 from sealpod.oci.source import LayoutStore, open_store, parse_location
@@ -21,7 +22,6 @@ from sealpod.signature import sigstore
 from sealpod.signature.payload import COSIGN_TYPE, make_payload
 from sealpod.signature.policy import ImageUnderCheck, parse_policy
 from sealpod.signature.registriesd import RegistriesD, Section
-from sealpod.signature.verifier import ImageSignatures
 from tests.helpers import E, image_from_tars, make_tar
 
 PASS = b"pw"
@@ -52,7 +52,7 @@ def _evaluate(directory: Path, tag: str, keys: dict[str, Any], identity: dict[st
     location = parse_location(f"oci:{directory}:{tag}")
     store = open_store(location)
     digest = store.get_manifest(None).digest
-    signatures = ImageSignatures.for_location(location, digest, store, RegistriesD(Section(), {}))
+    signatures = image_signatures(location, digest, store, RegistriesD(Section(), {}))
     subject = ImageUnderCheck("oci", None, digest, path=location.path, tag=tag)
     return policy.evaluate(subject, signatures)
 

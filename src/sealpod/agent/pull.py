@@ -12,15 +12,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sealpod.kbs.client import KbsClient, KbsClientError
+from sealpod.kbs.client.rcar import KbsClient, KbsClientError
 from sealpod.oci.auth import credentials_in
 from sealpod.oci.platform import host_platform
 from sealpod.oci.pull import PullResult, check_target, unpack_image
-from sealpod.oci.source import ImageStore, RegistryOptions, ResolvedImage, open_store, parse_location, resolve
+from sealpod.oci.source import (
+    ImageLocation,
+    ImageStore,
+    LayoutStore,
+    RegistryOptions,
+    ResolvedImage,
+    open_store,
+    parse_location,
+    resolve,
+)
 from sealpod.ocicrypt.layers import DecryptionKeys, LayerDecryption
 from sealpod.signature.policy import ImageUnderCheck, parse_policy
 from sealpod.signature.registriesd import RegistriesD, Section
@@ -90,7 +98,7 @@ def verify_image(image: str, client: KbsClient, settings: AgentSettings | None =
         resolved = resolve(store, host_platform())
         digest = resolved.index_digest or resolved.manifest_digest
         registries = RegistriesD(Section(use_sigstore_attachments=True), {})
-        signatures = ImageSignatures.for_location(location, digest, store, registries)
+        signatures = image_signatures(location, digest, store, registries)
         subject = ImageUnderCheck(location.transport, location.reference, digest, path=location.path, tag=location.tag)
         policy.evaluate(subject, signatures)
     except BaseException:
@@ -99,22 +107,11 @@ def verify_image(image: str, client: KbsClient, settings: AgentSettings | None =
     return VerifiedImage(store, resolved, client)
 
 
-def secure_pull(
-    image: str,
-    rootfs: Path,
-    client: KbsClient,
-    settings: AgentSettings | None = None,
-    *,
-    reusable: Callable[[str], bool] | None = None,
-) -> PullResult:
-    """Attest, fetch policy and keys from the KBS, verify, decrypt and unpack ``image`` into ``rootfs``.
-
-    ``reusable(manifest_digest)`` says whether ``rootfs`` already holds that image from an earlier verified pull
-    (a sealed rootfs); then, once the signatures check out again, no layer is fetched.
-    """
-    if reusable is None:
-        check_target(rootfs.absolute())
-    with verify_image(image, client, settings) as verified:
-        if reusable is not None and reusable(verified.resolved.manifest_digest):
-            return PullResult(verified.resolved, rootfs)
-        return verified.fetch_into(rootfs)
+def image_signatures(
+    location: ImageLocation, manifest_digest: str, store: ImageStore, registries: RegistriesD
+) -> ImageSignatures:
+    """Where the signatures of the image at ``location`` are: its layout's own for ``oci:``, else its registry's
+    attachments and lookaside."""
+    if isinstance(store, LayoutStore):
+        return ImageSignatures(None, manifest_digest, None, registries, layout=store)
+    return ImageSignatures(location.reference, manifest_digest, store, registries)

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sealpod._internal.jsonio import load_object
 from sealpod.errors import SealpodError
-from sealpod.jsonio import load_object
+from sealpod.oci.models import ImageConfig
 
 DEFAULT_RUN_POLICY_URI = "kbs:///default/run-policy/test"
 
@@ -95,3 +96,9 @@ class RunPolicy:
             else:
                 dropped.append(name)
         return kept, dropped
+
+
+def image_argv(config: ImageConfig) -> list[str]:
+    """The image's own Entrypoint followed by its Cmd."""
+    container = config.config
+    return [*(container.entrypoint or []), *(container.cmd or [])] if container else []

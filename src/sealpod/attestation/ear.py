@@ -7,7 +7,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from sealpod.jose import JoseError, public_jwk, sign_es256, verify_jws
+from sealpod._internal.jose import JoseError, public_jwk, sign_es256, verify_jws
 
 EAT_PROFILE = "tag:github.com,2024:confidential-containers/Trustee"
 VERIFIER_ID = {"developer": "https://github.com/sealpod", "build": "sealpod attestation-service 0.1.0"}

@@ -9,23 +9,19 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import hashlib
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from sealpod.attestation import default_policies, ear, rego
-from sealpod.attestation.sgx.collateral import Collateral
+from sealpod.attestation.sgx.collateral_source import CollateralSource
 from sealpod.attestation.sgx.quote import parse_quote
 from sealpod.attestation.sgx.verify import DcapVerifier, TrustedRoot, intel_root
 from sealpod.errors import AttestationError
 
-#: Collateral for a quote: (FMSPC, PCK CA type) -> Collateral.
-CollateralSource = Callable[[bytes, str], Collateral]
 DEFAULT_ACCEPTABLE_TCB = ("UpToDate", "SWHardeningNeeded")
 
 
@@ -74,7 +70,7 @@ class AttestationService:
         except (binascii.Error, ValueError):
             raise AttestationError("the SGX quote is not base64") from None
         quote = parse_quote(raw)
-        collateral = self.collateral(*_selector_for_chain(quote.certification_data))
+        collateral = self.collateral.for_quote(quote)
         verdict = self.verifier.verify_parsed(quote, collateral, now=now, allow_debug=self.settings.allow_debug)
         if verdict.quote.report.report_data != expected.ljust(64, b"\0")[:64]:
             raise AttestationError(
@@ -156,16 +152,3 @@ class AttestationService:
             lifetime=self.settings.token_lifetime,
         )
         return Appraisal(token, annotated, vector, token_claims)
-
-
-@functools.lru_cache(maxsize=256)
-def _selector_for_chain(certification_data: bytes) -> tuple[bytes, str]:
-    """The FMSPC and the PCK CA type that pick a quote's collateral, parsed once per PCK chain (a platform's quotes
-    carry the same one)."""
-    from cryptography import x509
-
-    from sealpod.attestation.sgx.pck import parse_pck_extension
-    from sealpod.attestation.sgx.pcs import issuing_ca_type
-
-    leaf = x509.load_pem_x509_certificates(certification_data.rstrip(b"\0"))[0]
-    return parse_pck_extension(leaf).fmspc, issuing_ca_type(leaf)

@@ -64,37 +64,28 @@ def verify_quote(
     """Verify an SGX DCAP quote: exit 0 only when it is accepted."""
 
     def action() -> None:
-        from cryptography import x509
 
         from sealpod.attestation.sgx.collateral import Collateral
-        from sealpod.attestation.sgx.pck import parse_pck_extension
-        from sealpod.attestation.sgx.pcs import PcsClient, pck_ca_type
+        from sealpod.attestation.sgx.collateral_source import CollateralSource
         from sealpod.attestation.sgx.quote import parse_quote
         from sealpod.attestation.sgx.verify import DcapVerifier, TrustedRoot, intel_root
-        from sealpod.config import state_dir
 
         raw = quote.read_bytes()
         if (collateral is None) == (pcs is None):
             raise UsageError("give exactly one of --collateral FILE and --pcs URL")
         if collateral is not None:
-            coll = Collateral.from_qvl_json(collateral.read_bytes())
+            source = CollateralSource(fixed=Collateral.from_qvl_json(collateral.read_bytes()))
         else:
-            parsed = parse_quote(raw)
-            from cryptography import x509
-
-            from sealpod.attestation.sgx.pck import parse_pck_extension
-
-            leaf = x509.load_pem_x509_certificates(parsed.certification_data.rstrip(b"\0"))[0]
-            client = PcsClient(str(pcs), state_dir() / "pcs-cache")
-            try:
-                coll = client.collateral(parse_pck_extension(leaf).fmspc, pck_ca_type(parsed))
-            finally:
-                client.close()
+            source = CollateralSource(pccs_url=str(pcs))
+        try:
+            coll = source.for_quote(parse_quote(raw))
+        finally:
+            source.close()
         roots = [TrustedRoot.from_der("intel", intel_root())]
         if trust_sim:
-            from sealpod.tee.sim import SimPlatform
+            from sealpod.attestation.sgx.sim_pcs import SimPcs
 
-            roots.append(SimPlatform.load(sim_dir).root)
+            roots.append(SimPcs.load(sim_dir).root)
         verdict = DcapVerifier(roots).verify(
             raw, coll, now=_time(at), allow_debug=allow_debug, allow_expired=allow_expired
         )
@@ -189,9 +180,9 @@ def sim_collateral(
     """Write the simulated platform's collateral (dcap-qvl QuoteCollateralV3 JSON, valid 30 days from now)."""
 
     def action() -> None:
-        from sealpod.tee.sim import SimPlatform
+        from sealpod.attestation.sgx.sim_pcs import SimPcs
 
-        platform = SimPlatform.load(sim_dir)
+        platform = SimPcs.load(sim_dir)
         if tcb_status:
             platform.set_tcb_status(tcb_status)
         output.write_text(platform.collateral().to_qvl_json())
@@ -215,7 +206,7 @@ def get_resource(
     """Attest to a KBS and fetch one resource (for debugging the attestation flow)."""
 
     def action() -> None:
-        from sealpod.kbs.client import KbsClient
+        from sealpod.kbs.client.rcar import KbsClient
         from sealpod.tee import Attester, detect
 
         attester: Attester

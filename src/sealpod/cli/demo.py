@@ -29,8 +29,8 @@ from rich.markup import escape
 from sealpod.cli.common import err_console, out_console, run
 
 if TYPE_CHECKING:
-    from sealpod.boot_request import BootRequest
-    from sealpod.kbs.embedded import EmbeddedKbs
+    from sealpod.boundary.request import BootRequest
+    from sealpod.kbs.serving.embedded import EmbeddedKbs
     from sealpod.oci.build import LayerSpec
     from sealpod.oci.localregistry import LocalRegistry
 
@@ -154,7 +154,7 @@ def _policy_transports(image: str) -> dict[str, object]:
 
 def _register(kbs: EmbeddedKbs, base: Path, image: str, public_pem: bytes, mr_enclave: str = "") -> None:
     from sealpod.enclave.measure import measure
-    from sealpod.kbs.admin_client import AdminClient
+    from sealpod.kbs.client.admin import AdminClient
 
     identity = measure()
     keks = json.loads((base / "keks.json").read_text())
@@ -231,10 +231,10 @@ def demo(
     """
 
     def action() -> None:
-        from sealpod.boot_request import BootRequest
+        from sealpod.boundary.request import BootRequest
         from sealpod.enclave.measure import measure
         from sealpod.errors import SealpodError
-        from sealpod.kbs.embedded import EmbeddedKbs
+        from sealpod.kbs.serving.embedded import EmbeddedKbs
         from sealpod.oci.build import build_image
         from sealpod.signature.sigstore import generate_key_pair
 

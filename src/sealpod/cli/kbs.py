@@ -32,8 +32,8 @@ def _admin(url: str, token_key: Path | None):  # type: ignore[no-untyped-def]
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
-    from sealpod.kbs.admin import mint_token
-    from sealpod.kbs.admin_client import AdminClient
+    from sealpod.kbs.client.admin import AdminClient
+    from sealpod.kbs.service.admin_auth import mint_token
 
     token = None
     if token_key is not None:
@@ -56,8 +56,8 @@ def serve(
 
     def action() -> None:
         from sealpod.kbs.config import load_config
-        from sealpod.kbs.server import CONFIG_ENV, build_app
-        from sealpod.kbs.workers import serve_workers
+        from sealpod.kbs.serving.app import CONFIG_ENV, build_app
+        from sealpod.kbs.serving.workers import serve_workers
 
         settings = load_config(config)
         host, _, port = (listen or settings.http.listen).rpartition(":")
@@ -123,7 +123,7 @@ def token(
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric import ed25519
 
-        from sealpod.kbs.admin import mint_token
+        from sealpod.kbs.service.admin_auth import mint_token
 
         private = serialization.load_pem_private_key(key.read_bytes(), None)
         if not isinstance(private, ed25519.Ed25519PrivateKey):

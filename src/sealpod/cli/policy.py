@@ -33,12 +33,12 @@ def enforce(
     registries_d: Path | None,
 ) -> str:
     """Evaluate the policy for the image's top-level manifest; raise ``SignatureError`` when refused."""
+    from sealpod.agent.pull import image_signatures
     from sealpod.signature.policy import ImageUnderCheck, load_policy
     from sealpod.signature.registriesd import RegistriesD
-    from sealpod.signature.verifier import ImageSignatures
 
     policy = load_policy(policy_path)
     digest = image.index_digest or image.manifest_digest
     subject = ImageUnderCheck(location.transport, location.reference, digest, path=location.path, tag=location.tag)
-    signatures = ImageSignatures.for_location(location, digest, store, RegistriesD.load(registries_d))
+    signatures = image_signatures(location, digest, store, RegistriesD.load(registries_d))
     return policy.evaluate(subject, signatures)

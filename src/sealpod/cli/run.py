@@ -65,7 +65,7 @@ def run(
     """
 
     def action() -> None:
-        from sealpod.boot_request import BootRequest
+        from sealpod.boundary.request import BootRequest
         from sealpod.errors import SealpodError
         from sealpod.runtime.launch import run_enclave
 

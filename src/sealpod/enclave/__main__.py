@@ -7,6 +7,6 @@ import types
 # those are installed; the enclave never uses it, and httpx falls back to a stub when the import fails
 sys.modules.setdefault("httpx._main", types.ModuleType("httpx._main"))
 
-from sealpod.enclave.boot import main  # noqa: E402
+from sealpod.enclave.entry import main  # noqa: E402
 
 main()

@@ -11,20 +11,16 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from concurrent.futures import Future, ThreadPoolExecutor
 
-from sealpod.agent.pull import DEFAULT_POLICY_URI, AgentSettings, optional_resource, verify_image
-from sealpod.agent.run_policy import DEFAULT_RUN_POLICY_URI, RunPolicy
-from sealpod.boot_request import BootRequest
-from sealpod.cgroups import Limits, join_container, valid_container_path
+from sealpod._internal.cgroups import Limits, join_container, valid_container_path
+from sealpod.agent.run import prepare_run
+from sealpod.boundary.request import BootRequest
 from sealpod.enclave import sandbox
 from sealpod.enclave.measure import running_identity
 from sealpod.enclave.rootfs import GocryptfsRootfs, MemoryRootfs, private_mount_namespace
 from sealpod.enclave.sealing import sealing_key
-from sealpod.enclave.workload import default_argv, workload_for
+from sealpod.enclave.workload import workload_for
 from sealpod.errors import SealpodError
-from sealpod.kbs.client import KbsClient
-from sealpod.oci.pull import PullResult
 from sealpod.tee import Attester, detect
 
 
@@ -58,20 +54,11 @@ def _open_volume(request: BootRequest, tee: Attester) -> MemoryRootfs | Gocryptf
     raise SealpodError(f"unknown rootfs kind {request.rootfs!r}", hint="use gocryptfs or memory")
 
 
-def _close_when_opened(opening: Future[MemoryRootfs | GocryptfsRootfs]) -> None:
-    """Close a volume whose opening was under way when the run failed (a new one is removed again)."""
-    try:
-        volume = opening.result()
-    except BaseException:
-        return
-    volume.close(remove=volume.pulled_digest() is None)
-
-
 def boot(request: BootRequest) -> int:
     """Attest, pull, verify, decrypt and unpack (or reopen a sealed rootfs), then run the workload.
 
     Nothing touches the disk before the KBS accepted the evidence and the run policy allowed the request; a rootfs
-    made for a pull that then failed is removed again.
+    made for a pull that then failed is removed again (:func:`sealpod.agent.run.prepare_run`).
     """
     if os.geteuid() != 0:
         raise SealpodError(
@@ -84,50 +71,20 @@ def boot(request: BootRequest) -> int:
         join_container(request.cgroup_path)
     tee = attester(request.allow_sim)
     private_mount_namespace()
-    settings = AgentSettings(
-        policy_uri=request.policy_uri or DEFAULT_POLICY_URI, tls_verify=request.registry_tls_verify
-    )
-    with KbsClient(request.kbs_url, tee, ca_file=request.kbs_ca_file) as client:
-        client.attest()
-        run_policy = RunPolicy()
-        if request.command or request.env or request.argv or request.host_env:
-            raw = optional_resource(client, DEFAULT_RUN_POLICY_URI)
-            run_policy = RunPolicy.parse(raw, DEFAULT_RUN_POLICY_URI) if raw is not None else RunPolicy()
-            run_policy.check(request.command, request.env, DEFAULT_RUN_POLICY_URI)
-        # the volume (gocryptfs and loop mounts, ~15 ms) opens while the policy, manifest and signatures are fetched
-        with ThreadPoolExecutor(1, thread_name_prefix="volume") as opener:
-            opening = opener.submit(_open_volume, request, tee)
-            try:
-                verified = verify_image(request.image, client, settings)
-            except BaseException:
-                _close_when_opened(opening)
-                raise
-        with verified:
-            volume = opening.result()
-            held = volume.pulled_digest()
-            try:
-                if held == verified.resolved.manifest_digest:
-                    result = PullResult(verified.resolved, volume.rootfs)
-                else:
-                    if held is not None:
-                        volume.discard()
-                    result = verified.fetch_into(volume.rootfs)
-            except BaseException:
-                volume.close(remove=held is None)
-                raise
+    prepared = prepare_run(tee, request, lambda: _open_volume(request, tee))
+    volume = prepared.volume
     try:
-        if held == result.image.manifest_digest:
+        if prepared.reused:
             print(
-                f"sealpod: reopened the sealed rootfs of {held}: signatures checked, no layer pulled", file=sys.stderr
+                f"sealpod: reopened the sealed rootfs of {prepared.result.image.manifest_digest}: signatures checked, "
+                "no layer pulled",
+                file=sys.stderr,
             )
-        else:
-            volume.mark_pulled(result.image.manifest_digest)
-        config = result.image.config
-        argv = run_policy.pod_argv(request.argv, default_argv(config), DEFAULT_RUN_POLICY_URI)
-        pod_env, dropped = run_policy.pod_env(request.host_env, list(config.config.env or []) if config.config else [])
-        if dropped:
-            print(f"sealpod: the run policy drops the host's variables {', '.join(dropped)}", file=sys.stderr)
-        workload = workload_for(config, volume.rootfs, request.command, [*request.env, *pod_env], argv)
+        if prepared.dropped:
+            print(f"sealpod: the run policy drops the host's variables {', '.join(prepared.dropped)}", file=sys.stderr)
+        workload = workload_for(
+            prepared.result.image.config, volume.rootfs, request.command, prepared.env, prepared.argv
+        )
         limits = Limits(request.memory, request.pids)
         if request.start_fd is not None:
             _wait_for_start(request.start_fd)
@@ -172,26 +129,3 @@ def boot_reporting(request: BootRequest) -> int:
 def terminate_on_sigterm() -> None:
     """A SIGTERM before the workload starts ends the enclave through its cleanup (unmount, remove the mount point)."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``python -m sealpod.enclave REQUEST_JSON``: boot and exit with the workload's status.
-
-    ``python -m sealpod.enclave --prelaunched FD``: wait on FD for a request first (:mod:`.prelaunch`)."""
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) == 2 and args[0] == "--prelaunched" and args[1].isdigit():
-        from sealpod.enclave.prelaunch import serve
-
-        os._exit(serve(int(args[1])))
-    if len(args) != 1:
-        print("usage: python -m sealpod.enclave REQUEST_JSON | --prelaunched FD", file=sys.stderr)
-        sys.exit(2)
-    terminate_on_sigterm()
-    try:
-        request = BootRequest.from_json(args[0])
-    except SealpodError as err:
-        print(f"sealpod enclave: error: {err}", file=sys.stderr)
-        os._exit(125)
-    code = boot_reporting(request)
-    sys.stdout.flush()
-    os._exit(code)

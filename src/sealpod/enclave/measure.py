@@ -19,9 +19,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 import sealpod
+from sealpod._internal.keyfiles import load_or_create_key
 from sealpod.config import state_dir
 from sealpod.errors import SealpodError
-from sealpod.keyfiles import load_or_create_key
 
 ISV_PROD_ID = 1
 ISV_SVN = 1

@@ -3,7 +3,7 @@ waits for exactly one request, runs it as :func:`sealpod.enclave.boot.boot` woul
 
 ``python -m sealpod.enclave --prelaunched FD``: FD is this enclave's end of a socket pair with the pool. The enclave
 says ``{"ready": PID}`` on it, then receives the connection of one ``sealpod run`` (as an SCM_RIGHTS descriptor) and
-talks :mod:`sealpod.enclave_channel` on it: the request and the host's stdio in, its pid and the exit status out.
+talks :mod:`sealpod.boundary.channel` on it: the request and the host's stdio in, its pid and the exit status out.
 It holds nothing of a request before it gets one (attestation, keys and the rootfs are all per request), so a
 pre-launched enclave is the same generic enclave a fresh one is, started earlier.
 """
@@ -19,12 +19,12 @@ import threading
 
 import httpx
 
-from sealpod.boot_request import BootRequest
+from sealpod._internal.tls import client_context
+from sealpod.boundary.channel import STDIO_FDS, ChannelError, receive_message, send_message
+from sealpod.boundary.request import BootRequest
 from sealpod.enclave.boot import boot_reporting, terminate_on_sigterm
 from sealpod.enclave.measure import running_identity
-from sealpod.enclave_channel import STDIO_FDS, ChannelError, receive_message, send_message
 from sealpod.errors import SealpodError
-from sealpod.tls import client_context
 
 #: After the host went away: a SIGTERM (forwarded to the workload), then another this much later (kills it).
 HOST_GONE_GRACE = 10.0

@@ -25,12 +25,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from sealpod._internal.processes import stop_process
 from sealpod.config import state_dir
 from sealpod.enclave import linux
 from sealpod.enclave.loopdev import LoopDevice
 from sealpod.enclave.sealing import seal, unseal
 from sealpod.errors import SealpodError
-from sealpod.processes import stop_process
 
 PURPOSE = "gocryptfs-key"
 # Waits (stdin at EOF: the enclave is gone, however it ended), then unmounts in the one safe order: the ext4 image

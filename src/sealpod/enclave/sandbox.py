@@ -11,7 +11,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from sealpod.cgroups import Cgroups, Limits
+from sealpod._internal.cgroups import Cgroups, Limits
 from sealpod.enclave import linux, seccomp_filter
 from sealpod.enclave.workload import Workload
 

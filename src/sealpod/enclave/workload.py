@@ -70,12 +70,6 @@ def _lookup_by_uid(rootfs: Path, uid: int) -> list[str] | None:
     return None
 
 
-def default_argv(config: ImageConfig) -> list[str]:
-    """The image's own Entrypoint followed by its Cmd."""
-    container = config.config
-    return [*(container.entrypoint or []), *(container.cmd or [])] if container else []
-
-
 def workload_for(
     config: ImageConfig,
     rootfs: Path,

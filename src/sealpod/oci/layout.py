@@ -16,9 +16,8 @@ from sealpod.oci.digest import Verifier, digest_bytes, validate_digest
 from sealpod.oci.models import Descriptor, Index, parse_json, parse_model
 from sealpod.oci.registry import CHUNK, FetchedManifest, Progress
 
-REF_NAME = "org.opencontainers.image.ref.name"
-#: ``cosign save`` marks its index entries with this annotation (``dev.cosignproject.cosign/image``, ``.../sigs``...).
-KIND = "kind"
+REF_NAME = mt.REF_NAME
+KIND = mt.KIND
 #: Entries that hold signatures or attestations, not images: never "the only image" of a layout.
 ARTIFACT_KINDS = ("dev.cosignproject.cosign/sigs", "dev.cosignproject.cosign/atts")
 LAYOUT_FILE = "oci-layout"

@@ -7,24 +7,17 @@ caller owns; :meth:`LocalRegistry.stop` ends the process.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import httpx
 
+from sealpod._internal.net import free_port
+from sealpod._internal.processes import stop_process
 from sealpod.errors import SealpodError
-from sealpod.processes import stop_process
 
 BINARY = "docker-registry"
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 at the time of asking."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def available() -> bool:

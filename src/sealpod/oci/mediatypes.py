@@ -63,3 +63,9 @@ def layer_compression(media_type: str) -> str | None:
 def is_encrypted(media_type: str) -> bool:
     """Whether a layer media type is an ocicrypt-encrypted one."""
     return media_type.endswith(ENCRYPTED_SUFFIX)
+
+
+#: The annotation naming an index entry (its tag in an OCI layout).
+REF_NAME = "org.opencontainers.image.ref.name"
+#: ``cosign save`` marks its index entries with this annotation (``dev.cosignproject.cosign/image``, ``.../sigs``...).
+KIND = "kind"

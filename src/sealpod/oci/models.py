@@ -11,8 +11,8 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from sealpod._internal.jsonio import load_object
 from sealpod.errors import ManifestError
-from sealpod.jsonio import load_object
 from sealpod.oci import mediatypes as mt
 from sealpod.oci.digest import validate_digest
 

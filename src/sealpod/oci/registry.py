@@ -20,12 +20,12 @@ from urllib.parse import urlencode, urljoin
 
 import httpx
 
+from sealpod._internal.tls import verify_setting
 from sealpod.errors import AuthError, DigestMismatchError, NotFoundError, RegistryError
 from sealpod.oci import mediatypes as mt
 from sealpod.oci.auth import Challenge, Credentials, lookup_credentials, parse_challenge
 from sealpod.oci.digest import Verifier, digest_bytes
 from sealpod.oci.models import MAX_MANIFEST_BYTES, Descriptor
-from sealpod.tls import verify_setting
 
 log = logging.getLogger(__name__)
 

@@ -169,6 +169,14 @@ class LayoutStore:
     def describe(self) -> str:
         return f"oci:{self.layout.path}" + (f":{self.tag}" if self.tag else "")
 
+    def read_index(self) -> Index:
+        """The layout's ``index.json``."""
+        return self.layout.read_index()
+
+    def mark(self, key: str, value: str, digest: str) -> None:
+        """Annotate the index entries of ``digest`` with ``key: value`` (and no other entry)."""
+        self.layout.mark(key, value, digest)
+
     def get_manifest(self, selector: str | None) -> FetchedManifest:
         return self.layout.get_manifest(selector or self.tag)
 

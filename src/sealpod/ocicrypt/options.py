@@ -15,8 +15,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from sealpod._internal.jsonio import load_object
 from sealpod.errors import CryptoError, ManifestError
-from sealpod.jsonio import load_object
 from sealpod.oci.digest import validate_digest
 
 CIPHER = "AES_256_CTR_HMAC_SHA256"

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sealpod.boot_request import BootRequest
+from sealpod.boundary.request import BootRequest
 from sealpod.config import state_dir
 from sealpod.errors import SealpodError, UsageError
 

@@ -4,7 +4,7 @@ Starting the enclave program costs its interpreter start, imports and measuremen
 hardware, loading and measuring an enclave costs far more. The pool (``sealpod node enclave-pool``) keeps ``size``
 enclaves (:mod:`sealpod.enclave.prelaunch`) ready; ``sealpod run`` connects to its socket, the pool hands the
 connection to a ready enclave and starts a replacement, and from then on ``sealpod run`` and that enclave talk
-directly (:mod:`sealpod.enclave_channel`). The pool only passes connections: it never reads a request, and each
+directly (:mod:`sealpod.boundary.channel`). The pool only passes connections: it never reads a request, and each
 enclave serves one request and exits, so no state passes from one container to the next.
 
 The socket is ``<state dir>/enclave-pool.sock``, mode 0600: whoever may connect may run images, as whoever may run
@@ -26,11 +26,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sealpod.boot_request import BootRequest
+from sealpod.boundary import ENCLAVE_MODULE
+from sealpod.boundary.channel import ChannelError, expect_int, receive_message, send_message
+from sealpod.boundary.request import BootRequest
 from sealpod.config import state_dir
-from sealpod.enclave_channel import ChannelError, expect_int, receive_message, send_message
 from sealpod.errors import SealpodError
-from sealpod.runtime.launch import ENCLAVE_MODULE
 
 RESTART_DELAY = 1.0  # after a pre-launched enclave died before it was ready
 KILLED = 128 + signal.SIGKILL  # the status a shell reports for a process SIGKILL ended

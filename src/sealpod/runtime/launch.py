@@ -9,9 +9,8 @@ import subprocess
 import sys
 from collections.abc import Callable
 
-from sealpod.boot_request import BootRequest
-
-ENCLAVE_MODULE = "sealpod.enclave"
+from sealpod.boundary import ENCLAVE_MODULE
+from sealpod.boundary.request import BootRequest
 
 
 def enclave_command(request: BootRequest) -> list[str]:

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sealpod.cgroups import valid_container_path
+from sealpod._internal.cgroups import valid_container_path
+from sealpod._internal.jsonio import load_object
 from sealpod.errors import SealpodError
-from sealpod.jsonio import load_object
 from sealpod.runtime.snapshotter import read_marker
 
 CONTAINER_TYPE = "io.kubernetes.cri.container-type"

@@ -21,8 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
-from sealpod.boot_request import BootRequest
-from sealpod.cgroups import remove_container
+from sealpod._internal.cgroups import remove_container
+from sealpod.boundary.request import BootRequest
 from sealpod.errors import SealpodError
 from sealpod.runtime.launch import enclave_command
 from sealpod.runtime.node_config import NodeConfig

@@ -8,7 +8,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from sealpod.boot_request import BootRequest
+from sealpod.boundary.request import BootRequest
 from sealpod.runtime.containers import containers_dir, load
 from sealpod.runtime.launch import run_enclave
 

@@ -18,9 +18,11 @@ payload must name the manifest digest, which the policy checks, so a signature p
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from sealpod.oci import mediatypes as mt
-from sealpod.oci.layout import KIND, REF_NAME
-from sealpod.oci.source import LayoutStore
+from sealpod.oci.mediatypes import KIND, REF_NAME
+from sealpod.oci.models import Index
 from sealpod.signature import sigstore
 
 COSIGN_IMAGE = "dev.cosignproject.cosign/image"
@@ -28,11 +30,19 @@ COSIGN_INDEX = "dev.cosignproject.cosign/imageIndex"
 COSIGN_SIGS = "dev.cosignproject.cosign/sigs"
 
 
+class LayoutStore(sigstore.AttachmentStore, Protocol):
+    """An image store over an OCI layout, with its index (``oci.source.LayoutStore`` satisfies this)."""
+
+    def read_index(self) -> Index: ...
+
+    def mark(self, key: str, value: str, digest: str) -> None: ...
+
+
 def _cosign_signatures(store: LayoutStore, manifest_digest: str) -> str | None:
     """The digest of cosign's ``sigs`` entry when the layout's cosign ``image``/``imageIndex`` entry is
     ``manifest_digest``."""
     kinds: dict[str, list[str]] = {}
-    for entry in store.layout.read_index().manifests:
+    for entry in store.read_index().manifests:
         kind = (entry.annotations or {}).get(KIND)
         if kind:
             kinds.setdefault(kind, []).append(entry.digest)
@@ -43,17 +53,17 @@ def _cosign_signatures(store: LayoutStore, manifest_digest: str) -> str | None:
 
 def write_signature(store: LayoutStore, manifest_digest: str, payload: bytes, signature: bytes) -> str:
     """Add a signature of ``manifest_digest`` (an image of the layout); returns the signature manifest's tag."""
-    layout, tag = store.layout, sigstore.attachment_tag(manifest_digest)
+    tag = sigstore.attachment_tag(manifest_digest)
     if sigstore.read_attachment(store, manifest_digest)[0] is None:
         adopted = _cosign_signatures(store, manifest_digest)
         if adopted:  # cosign's signatures of this image: give them the tag, so that this one is added to them
-            layout.mark(REF_NAME, tag, adopted)
-    entries = [d for d in layout.read_index().manifests if d.digest == manifest_digest]
+            store.mark(REF_NAME, tag, adopted)
+    entries = [d for d in store.read_index().manifests if d.digest == manifest_digest]
     signature_digest = sigstore.write_attachment(store, manifest_digest, payload, signature)
-    layout.mark(KIND, COSIGN_SIGS, signature_digest)
+    store.mark(KIND, COSIGN_SIGS, signature_digest)
     if entries:
         kind = COSIGN_INDEX if entries[0].media_type in mt.INDEX_TYPES else COSIGN_IMAGE
-        layout.mark(KIND, kind, manifest_digest)
+        store.mark(KIND, kind, manifest_digest)
     return tag
 
 

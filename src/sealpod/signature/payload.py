@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sealpod import __version__
+from sealpod._internal.jsonio import load_object
 from sealpod.errors import ManifestError, SignatureError
-from sealpod.jsonio import load_object
 from sealpod.oci.digest import validate_digest
 
 COSIGN_TYPE = "cosign container image signature"

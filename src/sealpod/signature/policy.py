@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from sealpod._internal.jsonio import load_object
 from sealpod.errors import InvalidReferenceError, PolicyError, SignatureError
-from sealpod.jsonio import load_object
 from sealpod.oci.reference import ImageReference, parse_reference
 from sealpod.signature.identity import KINDS, SignedIdentity
 

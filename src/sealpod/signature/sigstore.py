@@ -20,8 +20,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
+from sealpod._internal.jsonio import load_object
 from sealpod.errors import KeyFileError, ManifestError, NotFoundError, SignatureError
-from sealpod.jsonio import load_object
 from sealpod.oci import mediatypes as mt
 from sealpod.oci.models import Descriptor, Manifest, parse_manifest_or_index
 

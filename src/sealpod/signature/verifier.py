@@ -5,7 +5,6 @@ Implements the policy's ``SignatureVerifier``."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
 import httpx
@@ -13,12 +12,10 @@ import httpx
 from sealpod.errors import KeyFileError, SignatureError
 from sealpod.oci.reference import ImageReference
 from sealpod.signature import gpg, sigstore
+from sealpod.signature.layout import LayoutStore, read_signatures
 from sealpod.signature.payload import ATOMIC_TYPE, COSIGN_TYPE, parse_payload
 from sealpod.signature.policy import SignatureCheck
 from sealpod.signature.registriesd import RegistriesD, lookaside_url
-
-if TYPE_CHECKING:
-    from sealpod.oci.source import ImageLocation, ImageStore, LayoutStore
 
 MAX_LOOKASIDE_SIGNATURES = 64
 
@@ -70,7 +67,10 @@ def write_lookaside(base: str, manifest_digest: str, signature: bytes) -> str:
 
 
 class ImageSignatures:
-    """The signatures of one image (by manifest digest), fetched once, checked against the keys asked for."""
+    """The signatures of one image (by manifest digest), fetched once, checked against the keys asked for.
+
+    The caller says where they are: a registry image's ``store`` (its sigstore attachments, when registries.d
+    enables them) and lookaside (by ``reference``), or a ``layout`` of its own."""
 
     def __init__(
         self,
@@ -88,21 +88,8 @@ class ImageSignatures:
         self._sigstore: list[sigstore.AttachedSignature] | None = None
         self._gpg: list[bytes] | None = None
 
-    @classmethod
-    def for_location(
-        cls, location: ImageLocation, manifest_digest: str, store: ImageStore, registries: RegistriesD
-    ) -> ImageSignatures:
-        """The signatures of the image at ``location``: its registry's attachments and lookaside, or its layout's."""
-        from sealpod.oci.source import LayoutStore
-
-        if isinstance(store, LayoutStore):
-            return cls(None, manifest_digest, None, registries, layout=store)
-        return cls(location.reference, manifest_digest, store, registries)
-
     def _attached(self) -> list[sigstore.AttachedSignature]:
         if self._sigstore is None and self.layout is not None:
-            from sealpod.signature.layout import read_signatures
-
             self._sigstore = read_signatures(self.layout, self.manifest_digest)
         if self._sigstore is None:
             self._sigstore = []

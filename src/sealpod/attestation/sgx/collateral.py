@@ -14,15 +14,14 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from sealpod._internal.jsonio import load_object
+from sealpod.attestation.sgx.certificates import load_certificates
 from sealpod.errors import CollateralError
-from sealpod.jsonio import load_object
 
 MAX_COLLATERAL_BYTES = 2 * 1024 * 1024
 
 
 def _pem_chain(text: str | bytes, what: str) -> tuple[x509.Certificate, ...]:
-    from sealpod.attestation.sgx.verify import load_certificates
-
     return load_certificates(text.encode() if isinstance(text, str) else text, what, CollateralError)
 
 

@@ -23,11 +23,12 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from sealpod._internal.jsonio import load_object
+from sealpod.attestation.sgx.certificates import load_certificates
 from sealpod.attestation.sgx.collateral import MAX_COLLATERAL_BYTES, Collateral
 from sealpod.attestation.sgx.pck import PckExtension, parse_pck_extension
 from sealpod.attestation.sgx.quote import INTEL_QE_VENDOR_ID, Quote, parse_quote
 from sealpod.errors import AttestationError, CollateralError, QuoteFormatError
-from sealpod.jsonio import load_object
 
 STATUSES = (
     "UpToDate",
@@ -118,21 +119,6 @@ def _raw_sig(key: Any, signature: bytes, data: bytes, what: str) -> None:
         key.verify(der, data, _SHA256)
     except InvalidSignature:
         raise QuoteVerificationError(f"{what} is invalid") from None
-
-
-def load_certificates(pem: bytes, what: str, error: type[AttestationError]) -> tuple[x509.Certificate, ...]:
-    """Parse a PEM chain from untrusted bytes and touch every field the verifier reads, so that malformed content
-    fails here as ``error`` (cryptography parses names, keys and extensions lazily, raising assorted types)."""
-    try:
-        certs = tuple(x509.load_pem_x509_certificates(pem.rstrip(b"\0")))
-        for cert in certs:
-            cert.subject.rfc4514_string()
-            cert.issuer.rfc4514_string()
-            cert.public_key()
-            _ = cert.extensions, cert.signature_hash_algorithm, cert.not_valid_before_utc, cert.not_valid_after_utc
-    except Exception as err:
-        raise error(f"{what} is malformed: {err}") from None
-    return certs
 
 
 def _cn(cert: x509.Certificate) -> str:

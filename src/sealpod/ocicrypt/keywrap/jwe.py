@@ -27,9 +27,9 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
+from sealpod._internal.jose import b64u, concat_kdf
+from sealpod._internal.jsonio import load_object
 from sealpod.errors import CryptoError
-from sealpod.jose import b64u, concat_kdf
-from sealpod.jsonio import load_object
 from sealpod.ocicrypt.keys import PrivateKey, PublicKey
 
 SCHEME = "jwe"

@@ -24,8 +24,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from sealpod._internal.jsonio import load_object
 from sealpod.errors import CryptoError, KeyFileError
-from sealpod.jsonio import load_object
 from sealpod.ocicrypt.options import b64decode, b64encode
 
 PROVIDER_NAME = "attestation-agent"

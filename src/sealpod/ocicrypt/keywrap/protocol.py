@@ -13,8 +13,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from sealpod._internal.jsonio import load_object
 from sealpod.errors import CryptoError
-from sealpod.jsonio import load_object
 
 GRPC_SERVICE = "keyprovider.KeyProviderService"
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024

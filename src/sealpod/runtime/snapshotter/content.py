@@ -13,8 +13,8 @@ import stat
 from collections.abc import Mapping
 from pathlib import Path
 
+from sealpod._internal.jsonio import load_object
 from sealpod.errors import SealpodError
-from sealpod.jsonio import load_object
 
 CONTENT_BLOBS = Path("io.containerd.content.v1.content") / "blobs" / "sha256"
 MAX_MANIFEST_SIZE = 4 * 1024 * 1024

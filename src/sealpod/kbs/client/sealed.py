@@ -9,9 +9,9 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from sealpod._internal.jose import JoseError, decode_jws, key_from_jwk, verify_jws
 from sealpod.errors import SealpodError
-from sealpod.jose import JoseError, decode_jws, key_from_jwk, verify_jws
-from sealpod.kbs.client import KbsClient
+from sealpod.kbs.client.rcar import KbsClient
 
 PREFIX = "sealed."
 

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
-from sealpod.jose import JoseError, b64u, compact_json, concat_kdf, key_from_jwk, public_jwk, unb64u
+from sealpod._internal.jose import JoseError, b64u, compact_json, concat_kdf, key_from_jwk, public_jwk, unb64u
 
 ECDH_ALG = "ECDH-ES+A256KW"
 RSA_ALG = "RSA-OAEP-256"

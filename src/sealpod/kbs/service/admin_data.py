@@ -1,17 +1,17 @@
 """What requests read of the admin's data (policies, reference values, resources), cached per process while the
 store's change counter stays the same. The counter is bumped by triggers in the SQLite database on every change,
-whoever makes it; a request reads it only when the store's shared change signal (:mod:`sealpod.kbs.admin_signal`,
-which sealpod's own writers bump) has moved, or :data:`RECHECK` seconds after the last read. With PostgreSQL (its
-writers may be on other machines: no shared signal) a request reads the counter each time, one query instead of one
-per item."""
+whoever makes it; a request reads it only when the store's shared change signal
+(:mod:`sealpod.kbs.service.storage.admin_signal`, which sealpod's own writers bump) has moved, or :data:`RECHECK`
+seconds after the last read. With PostgreSQL (its writers may be on other machines: no shared signal) a request
+reads the counter each time, one query instead of one per item."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from sealpod.kbs.admin_signal import RECHECK
-from sealpod.kbs.storage import Storage, unexpired
+from sealpod.kbs.service.storage import Storage, unexpired
+from sealpod.kbs.service.storage.admin_signal import RECHECK
 
 #: Resources larger than this are read from the store each time, not kept in every worker's memory.
 MAX_CACHED_RESOURCE = 64 * 1024

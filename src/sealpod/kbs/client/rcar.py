@@ -16,12 +16,12 @@ from typing import Any
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from sealpod._internal.jose import JoseError, decode_jws, public_jwk
+from sealpod._internal.tls import verify_setting
 from sealpod.errors import SealpodError
-from sealpod.jose import JoseError, decode_jws, public_jwk
-from sealpod.kbs import resource_jwe
-from sealpod.kbs.protocol import PROTOCOL_VERSION, SESSION_COOKIE, check_resource_path, report_data
+from sealpod.kbs.client import resource_jwe
+from sealpod.kbs.client.protocol import PROTOCOL_VERSION, SESSION_COOKIE, check_resource_path, report_data
 from sealpod.tee import Attester
-from sealpod.tls import verify_setting
 
 
 class KbsClientError(SealpodError):

@@ -1,5 +1,4 @@
-"""The KBS's state: resources, policies, reference values and sessions, in SQLite (one file, WAL, fsync on commit)
-or PostgreSQL (``postgresql://...``), so that several KBS processes can share one store."""
+"""The store's one interface (:class:`Storage`): the statements every backend runs, the housekeeping, sessions."""
 
 from __future__ import annotations
 
@@ -8,16 +7,14 @@ import json
 import logging
 import os
 import secrets
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sealpod.errors import SealpodError
-from sealpod.kbs.admin_signal import AdminSignal, signal_path
+from sealpod.kbs.service.storage.admin_signal import AdminSignal
 
 log = logging.getLogger(__name__)
 #: Expired sessions go in batches, each its own short transaction, with a pause between them for the writers
@@ -25,18 +22,13 @@ log = logging.getLogger(__name__)
 PURGE_BATCH = 256
 PURGE_PAUSE = 0.005
 _PURGE = f"DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires < ? LIMIT {PURGE_BATCH})"  # noqa: S608 (a constant)
-_RECORD_INTO = "INSERT INTO sessions (id, nonce, tee, expires, token, evidence_digest) VALUES "
-_RECORD_ROW = "(?, ?, ?, ?, ?, ?)"
-_RECORD_TAIL = " ON CONFLICT (id) DO NOTHING RETURNING id"
-_RECORD = _RECORD_INTO + _RECORD_ROW + _RECORD_TAIL
-#: PostgreSQL: sessions per INSERT statement (6 parameters each; a statement takes at most 65,535)
-RECORD_ROWS_PER_STATEMENT = 1000
+RECORD_INTO = "INSERT INTO sessions (id, nonce, tee, expires, token, evidence_digest) VALUES "
+RECORD_ROW = "(?, ?, ?, ?, ?, ?)"
+RECORD_TAIL = " ON CONFLICT (id) DO NOTHING RETURNING id"
 #: How long a request's statement waits for another SQLite writer (what the busy timeout was).
 BUSY_WAIT = 30.0
-#: The housekeeping restarts the SQLite WAL once it holds more frames than this (32 MiB of 4 KiB pages).
-WAL_RESTART_FRAMES = 8192
 
-_SCHEMA = [
+SCHEMA = [
     "CREATE TABLE IF NOT EXISTS resources (path TEXT PRIMARY KEY, data {blob} NOT NULL, updated BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS policies (kind TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL, "
     "PRIMARY KEY (kind, id))",
@@ -52,29 +44,7 @@ _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS admin_generation (id INTEGER PRIMARY KEY CHECK (id = 0), value BIGINT NOT NULL)",
     "INSERT INTO admin_generation (id, value) VALUES (0, 0) ON CONFLICT (id) DO NOTHING",
 ]
-_ADMIN_TABLES = ("resources", "policies", "reference_values")
-#: SQLite's triggers of the admin counter, one per table and event.
-_GENERATION_SQLITE = [
-    *(
-        f"CREATE TRIGGER IF NOT EXISTS admin_generation_{table}_{event.lower()} AFTER {event} ON {table} "  # noqa: S608 (constants)
-        "BEGIN UPDATE admin_generation SET value = value + 1 WHERE id = 0; END"
-        for table in _ADMIN_TABLES
-        for event in ("INSERT", "UPDATE", "DELETE")
-    ),
-]
-#: PostgreSQL's: bumped once per statement, in the writer's transaction (so visible with it).
-_GENERATION_POSTGRESQL = [
-    "CREATE OR REPLACE FUNCTION sealpod_admin_changed() RETURNS trigger LANGUAGE plpgsql AS "
-    "$$ BEGIN UPDATE admin_generation SET value = value + 1 WHERE id = 0; RETURN NULL; END $$",
-]
-#: PostgreSQL: each admin table's trigger, made where missing (CREATE OR REPLACE TRIGGER needs PostgreSQL 14)
-_GENERATION_TRIGGER_POSTGRESQL = (
-    "CREATE TRIGGER admin_generation_{table} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table} "
-    "FOR EACH STATEMENT EXECUTE FUNCTION sealpod_admin_changed()"
-)
-#: PostgreSQL: the advisory lock that one process at a time holds while it makes the schema (two processes making
-#: the same table at once can fail on PostgreSQL's catalog, IF NOT EXISTS or not).
-_SCHEMA_LOCK = 0x5EA1_0D_4B5
+ADMIN_TABLES = ("resources", "policies", "reference_values")
 
 
 def new_session_id(expires: int) -> str:
@@ -90,8 +60,8 @@ class StoreBusy(SealpodError):
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    """One client's handshake: before attestation only in its nonce (see :mod:`sealpod.kbs.challenges`), after it
-    in the store too, with its token."""
+    """One client's handshake: before attestation only in its nonce (see :mod:`sealpod.kbs.service.challenges`),
+    after it in the store too, with its token."""
 
     id: str
     nonce: str
@@ -102,7 +72,12 @@ class Session:
 
 
 class Storage:
-    """SQL storage over SQLite or PostgreSQL (the same statements; placeholders differ)."""
+    """The store's one interface: the same SQL statements on every backend (``?`` placeholders, rewritten for the
+    backend's), the housekeeping thread, and the operations the service calls. A backend supplies its connections,
+    its schema's extras, how one statement runs, and how a group of attestations is recorded."""
+
+    #: The backend's placeholder for ``?``.
+    placeholder = "?"
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -110,65 +85,54 @@ class Storage:
         self._stop = threading.Event()
         self._maintenance: threading.Thread | None = None
         self._conn = self._connect(poll_busy=True)
-        self._param = "?" if self._sqlite else "%s"
         #: SQLite: the change signal of the admin's data that every process of this store shares (None: PostgreSQL)
         self.admin_signal: AdminSignal | None = None
         try:
             self._make_schema()
-            if self._sqlite:
-                database = Path(self.url.removeprefix("sqlite://"))
-                self.admin_signal = AdminSignal(signal_path(database), like=database)
+            self._opened()
         except BaseException:  # no connection left open behind a store that could not be opened
             self._conn.close()
             raise
 
-    def _make_schema(self) -> None:
-        if self._sqlite:
-            for statement in [*_SCHEMA, *_GENERATION_SQLITE]:
-                self._execute(statement.format(blob="BLOB"))
-            return
-        with self._using_store(), self._conn.transaction():
-            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-            for statement in [*_SCHEMA, *_GENERATION_POSTGRESQL]:
-                self._conn.execute(statement.format(blob="BYTEA"))
-            for table in _ADMIN_TABLES:
-                name = f"admin_generation_{table}"
-                found = "SELECT 1 FROM pg_trigger WHERE tgname = %s AND tgrelid = %s::regclass"
-                if not self._conn.execute(found, (name, table)).fetchall():
-                    self._conn.execute(_GENERATION_TRIGGER_POSTGRESQL.format(table=table))
-
-    @property
-    def _sqlite(self) -> bool:
-        return not self.url.startswith(("postgresql://", "postgres://"))
+    # -- what a backend supplies -------------------------------------------------------------------------------
 
     def _connect(self, *, poll_busy: bool = False) -> Any:
-        """A connection; with ``poll_busy`` (SQLite, the request path's) statements fail at once on another
-        writer's lock and :meth:`_execute` polls: SQLite's busy handler sleeps a millisecond or more per try,
-        with the event loop stalled all that while."""
-        if not self._sqlite:
-            import psycopg
+        """A new connection to the store."""
+        raise NotImplementedError
 
-            return psycopg.connect(self.url, autocommit=True)
-        path = self.url.removeprefix("sqlite://")
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        conn.execute("PRAGMA journal_mode=WAL")
-        # NORMAL: a committed transaction is in the WAL before commit returns, so a killed process loses
-        # nothing; admin writes (resources, policies, references) switch to FULL to survive power loss too.
-        conn.execute("PRAGMA synchronous=NORMAL")
-        if poll_busy:
-            conn.execute("PRAGMA busy_timeout=0")
-        return conn
+    def _make_schema(self) -> None:
+        """Make the tables, indexes and triggers where missing."""
+        raise NotImplementedError
+
+    def _opened(self) -> None:
+        """Called once the schema is there."""
+
+    def _statement(self, sql: str, params: tuple[Any, ...], durable: bool) -> list[tuple[Any, ...]]:
+        """Run one statement on the request connection (its lock held)."""
+        raise NotImplementedError
+
+    def record_attestations(self, sessions: list[Session], *, wait: bool = True) -> list[bool]:
+        """Record attested sessions, each unless it was attested before (True for each one recorded): a
+        handshake's one write, and what makes a session's nonce good for one attestation across all processes. One
+        transaction, all or none; a session twice in the list is recorded once. Without ``wait``,
+        :class:`StoreBusy` (nothing recorded) while another connection holds the store's write lock."""
+        raise NotImplementedError
+
+    def _prepare_maintenance(self) -> None:
+        """Before the housekeeping thread starts."""
+
+    def _housekeep(self, conn: Any) -> None:
+        """A backend's own housekeeping each round, on the housekeeping connection."""
+
+    # -- shared machinery --------------------------------------------------------------------------------------
 
     def start_maintenance(self, interval: float = 1.0, purge_every: float = 30.0) -> None:
         """Housekeeping off the request path, in a thread with its own connection: expired sessions are deleted,
-        and (SQLite) the WAL is checkpointed there instead of inside whichever request crossed the threshold (a
-        checkpoint copies pages and fsyncs the database: a stall of the event loop otherwise)."""
+        and the backend's own work is done there (SQLite: the WAL checkpoint) instead of inside whichever request
+        crossed a threshold (a stall of the event loop otherwise)."""
         if self._maintenance is not None:
             return
-        if self._sqlite:
-            with self._lock:
-                self._conn.execute("PRAGMA wal_autocheckpoint=0")
+        self._prepare_maintenance()
         self._maintenance = threading.Thread(
             target=self._maintain, args=(interval, purge_every), name="kbs-storage", daemon=True
         )
@@ -183,27 +147,11 @@ class Storage:
                     if time.monotonic() - last_purge >= purge_every:
                         self._purge(conn, int(time.time()))
                         last_purge = time.monotonic()
-                    if self._sqlite:
-                        self._checkpoint(conn)
+                    self._housekeep(conn)
                 except Exception as err:  # a busy or unreachable store: try again at the next round
                     log.debug("storage housekeeping failed: %s", err)
         finally:
             conn.close()
-
-    @staticmethod
-    def _checkpoint(conn: sqlite3.Connection) -> None:
-        """PASSIVE copies the WAL's frames into the database without blocking anyone; under constant writes it
-        never catches up, so the WAL would grow without end. Once it holds more than :data:`WAL_RESTART_FRAMES`,
-        RESTART copies the frames written meanwhile and makes the next writer start the WAL over: it holds every
-        writer off while it copies and fsyncs (5-10 ms here), so not every round."""
-        frames = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
-        if frames <= WAL_RESTART_FRAMES:
-            return
-        conn.execute("PRAGMA busy_timeout=200")  # RESTART holds writers off while it waits
-        try:
-            conn.execute("PRAGMA wal_checkpoint(RESTART)")
-        finally:
-            conn.execute("PRAGMA busy_timeout=30000")
 
     @contextlib.contextmanager
     def _using_store(self) -> Iterator[None]:
@@ -217,15 +165,9 @@ class Storage:
                 raise SealpodError(f"KBS storage error: {err}", hint=f"check the store at {self.url}") from err
 
     def _execute(self, sql: str, params: tuple[Any, ...] = (), *, durable: bool = False) -> list[tuple[Any, ...]]:
-        sql = sql.replace("?", self._param)
-        sqlite = self._sqlite
+        sql = sql.replace("?", self.placeholder)
         with self._using_store():
-            if durable and sqlite:
-                self._conn.execute("PRAGMA synchronous=FULL")
-            rows = self._run(sql, params) if sqlite else self._fetch(sql, params)
-            if durable and sqlite:
-                self._conn.execute("PRAGMA synchronous=NORMAL")
-            return rows
+            return self._statement(sql, params, durable)
 
     def _admin_write(self, sql: str, params: tuple[Any, ...]) -> None:
         """A durable change of resources, policies or reference values, then the signal that tells every process's
@@ -239,30 +181,6 @@ class Storage:
     def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         cursor = self._conn.execute(sql, params)
         return list(cursor.fetchall()) if cursor.description else []
-
-    def _run(self, sql: str, params: tuple[Any, ...], *, wait: bool = True) -> list[tuple[Any, ...]]:
-        """One autocommit statement, tried again while another connection holds the write lock (in steps of 50 us
-        to 1 ms, for up to BUSY_WAIT seconds; without ``wait``, :class:`StoreBusy` at once): nothing of a statement
-        that failed busy was committed."""
-        delay, deadline, spins = 50e-6, 0.0, 0
-        while True:
-            try:
-                return self._fetch(sql, params)
-            except sqlite3.OperationalError as err:
-                if (getattr(err, "sqlite_errorcode", 0) & 0xFF) != sqlite3.SQLITE_BUSY:
-                    raise
-                if not wait:
-                    raise StoreBusy("KBS storage error: another writer holds the SQLite store") from None
-                if spins < 64:
-                    spins += 1
-                    os.sched_yield()
-                    continue
-                now = time.monotonic()
-                deadline = deadline or now + BUSY_WAIT
-                if now >= deadline:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 0.001)
 
     def close(self) -> None:
         """Stop the housekeeping and close the connection."""
@@ -348,50 +266,9 @@ class Storage:
         )
         return Session(*rows[0]) if rows else None
 
-    def record_attestations(self, sessions: list[Session], *, wait: bool = True) -> list[bool]:
-        """Record attested sessions, each unless it was attested before (True for each one recorded): a
-        handshake's one write, and what makes a session's nonce good for one attestation across all processes. One
-        transaction (a group commit: one lock, one commit, the pages written once), all or none; a session twice
-        in the list is recorded once. Without ``wait``, :class:`StoreBusy` (nothing recorded) while another
-        connection holds the SQLite store's write lock."""
-        sql = _RECORD.replace("?", self._param)
-        rows = [(s.id, s.nonce, s.tee, s.expires, s.token, s.evidence_digest) for s in sessions]
-        with self._using_store():
-            if not self._sqlite:
-                return self._record_in_one_statement(sessions, rows)
-            if len(rows) == 1:
-                return [bool(self._run(sql, rows[0], wait=wait))]
-            self._run("BEGIN IMMEDIATE", (), wait=wait)  # polled like any statement while another writer holds it
-            try:
-                recorded = [bool(self._fetch(sql, row)) for row in rows]
-                self._fetch("COMMIT", ())
-            except BaseException:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise
-            return recorded
-
-    def _record_in_one_statement(self, sessions: list[Session], rows: list[tuple[Any, ...]]) -> list[bool]:
-        """PostgreSQL: the group as one multi-row INSERT, atomic by itself: one round trip to the server, where a
-        transaction of a statement per session took two more than the sessions. A group too large for one
-        statement's parameters (65,535) goes in several, in one transaction."""
-        inserted: set[str] = set()
-        chunks = [
-            rows[start : start + RECORD_ROWS_PER_STATEMENT] for start in range(0, len(rows), RECORD_ROWS_PER_STATEMENT)
-        ]
-        with self._conn.transaction() if len(chunks) > 1 else contextlib.nullcontext():
-            for chunk in chunks:
-                sql = (_RECORD_INTO + ", ".join([_RECORD_ROW] * len(chunk)) + _RECORD_TAIL).replace("?", "%s")
-                inserted.update(row[0] for row in self._conn.execute(sql, [v for row in chunk for v in row]).fetchall())
-        recorded = []
-        for session in sessions:  # a session twice in the group: the statement inserted it once, for the first
-            recorded.append(session.id in inserted)
-            inserted.discard(session.id)
-        return recorded
-
     def _purge(self, conn: Any, now: int) -> None:
         """Delete the sessions expired at ``now``, a batch at a time, on the housekeeping connection ``conn``."""
-        sql = _PURGE.replace("?", self._param)
+        sql = _PURGE.replace("?", self.placeholder)
         while conn.execute(sql, (now,)).rowcount >= PURGE_BATCH and not self._stop.wait(PURGE_PAUSE):
             pass
 

@@ -23,8 +23,8 @@ from urllib.parse import unquote
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from sealpod.kbs.fast_asgi import Answer, FastRcar, first_values
-from sealpod.kbs.protocol import KbsError
+from sealpod.kbs.client.protocol import KbsError
+from sealpod.kbs.serving.fast_lane import Answer, FastRcar, first_values
 
 log = logging.getLogger(__name__)
 _SERVER_ERROR = (

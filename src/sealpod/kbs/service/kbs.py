@@ -1,6 +1,7 @@
-"""The KBS HTTP API (trustee protocol 0.4.0) as an ASGI app: RCAR handshake, resources, policies, reference values,
-health and Prometheus metrics. State lives in the configured store, so any number of processes can serve one
-client's steps interchangeably."""
+"""The key broker service (trustee protocol 0.4.0) without its HTTP: the RCAR handshake's steps (/auth, /attest, the
+release of a resource), the admin's operations on resources, policies and reference values, and the counters.
+State lives in the configured store, so any number of processes can serve one client's steps interchangeably;
+:mod:`sealpod.kbs.serving` puts it on HTTP."""
 
 from __future__ import annotations
 
@@ -10,49 +11,38 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
 
+from sealpod._internal.jose import JoseError, compact_json, key_from_jwk, unb64u
+from sealpod._internal.keyfiles import load_or_create_key
 from sealpod.attestation import default_policies, ear, rego
 from sealpod.attestation.service import AttestationService, AttestationSettings
-from sealpod.attestation.sgx.collateral import Collateral
+from sealpod.attestation.sgx.collateral_source import CollateralSource
 from sealpod.errors import AttestationError, SealpodError
-from sealpod.jose import JoseError, compact_json, key_from_jwk, unb64u
-from sealpod.kbs import resource_jwe
-from sealpod.kbs.admin import AdminAuth
-from sealpod.kbs.admin_data import AdminData, AdminView
-from sealpod.kbs.caches import IssuedTokens, SessionCache
-from sealpod.kbs.challenges import TEES, ChallengeError, Challenges
-from sealpod.kbs.config import KbsConfig, load_config
-from sealpod.kbs.fast_asgi import FastRcar, error_body
-from sealpod.kbs.group_commit import Appraised, GroupCommit
-from sealpod.kbs.protocol import (
+from sealpod.kbs.client import resource_jwe
+from sealpod.kbs.client.protocol import (
     PROTOCOL_VERSION,
-    SESSION_COOKIE,
     Attestation,
     KbsError,
-    check_resource_path,
     parse_message,
     report_data,
 )
-from sealpod.kbs.protocol import (
+from sealpod.kbs.client.protocol import (
     Request as AuthRequest,
 )
-from sealpod.kbs.storage import Session, Storage, new_session_id
-from sealpod.keyfiles import load_or_create_key
+from sealpod.kbs.config import KbsConfig
+from sealpod.kbs.service.admin_auth import AdminAuth
+from sealpod.kbs.service.admin_data import AdminData, AdminView
+from sealpod.kbs.service.caches import IssuedTokens, SessionCache
+from sealpod.kbs.service.challenges import TEES, ChallengeError, Challenges
+from sealpod.kbs.service.storage import Session, new_session_id, open_storage
 
 log = logging.getLogger(__name__)
-CONFIG_ENV = "SEALPOD_KBS_CONFIG"
 ATTESTATION_POLICY_ID = "default_cpu"
 REFERENCE_LIFETIME = 365 * 24 * 3600
 
@@ -64,37 +54,14 @@ def _load_or_create_key(path: Path) -> ec.EllipticCurvePrivateKey:
     return key
 
 
-class CollateralProvider:
-    """Collateral for a quote: the sim platform's (when allowed), a directory of QVL JSON files, or a PCCS."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class Appraised:
+    """An attestation the service accepted, not yet recorded: the session with its token, the token's claims and
+    the TEE's key."""
 
-    def __init__(self, config: KbsConfig) -> None:
-        self.config = config.attestation
-        self._sim: tuple[float, Collateral] | None = None
-        self._pcs: Any = None
-
-    def __call__(self, fmspc: bytes, ca: str) -> Collateral:
-        from sealpod.tee.sim import SIM_FMSPC, SimPlatform
-
-        if self.config.allow_sim and fmspc == SIM_FMSPC:
-            if self._sim is None or time.time() - self._sim[0] > 3600:
-                self._sim = (time.time(), SimPlatform.load(self.config.sim_dir).collateral())
-            return self._sim[1]
-        if self.config.collateral_dir is not None:
-            path = self.config.collateral_dir / f"{fmspc.hex().upper()}_{ca}.json"
-            if path.exists():
-                return Collateral.from_qvl_json(path.read_bytes())
-        if self.config.pccs_url:
-            from sealpod.attestation.sgx.pcs import PcsClient
-            from sealpod.config import state_dir
-
-            if self._pcs is None:
-                self._pcs = PcsClient(self.config.pccs_url, state_dir() / "pcs-cache")
-            collateral: Collateral = self._pcs.collateral(fmspc, ca)
-            return collateral
-        raise AttestationError(
-            f"no collateral for FMSPC {fmspc.hex().upper()} ({ca} CA)",
-            hint="configure attestation.pccs_url or attestation.collateral_dir",
-        )
+    session: Session
+    token_claims: dict[str, Any]
+    tee_key: Any
 
 
 class Kbs:
@@ -102,14 +69,14 @@ class Kbs:
 
     def __init__(self, config: KbsConfig) -> None:
         self.config = config
-        self.storage = Storage(config.storage_url())
+        self.storage = open_storage(config.storage_url())
         self.storage.start_maintenance()
         self.signing_key = _load_or_create_key(config.signing_key_path())
         sim_roots = []
         if config.attestation.allow_sim:
-            from sealpod.tee.sim import SimPlatform
+            from sealpod.attestation.sgx.sim_pcs import SimPcs
 
-            sim_roots.append(SimPlatform.load(config.attestation.sim_dir).root)
+            sim_roots.append(SimPcs.load(config.attestation.sim_dir).root)
         settings = AttestationSettings(
             allow_sim=config.attestation.allow_sim,
             sim_roots=sim_roots,
@@ -118,16 +85,19 @@ class Kbs:
             acceptable_tcb_statuses=tuple(config.attestation.acceptable_tcb_statuses),
             token_lifetime=config.attestation.token_lifetime,
         )
-        self.attestation = AttestationService(settings, self.signing_key, CollateralProvider(config))
+        collateral = CollateralSource(
+            sim_dir=config.attestation.sim_dir,
+            allow_sim=config.attestation.allow_sim,
+            directory=config.attestation.collateral_dir,
+            pccs_url=config.attestation.pccs_url,
+        )
+        self.attestation = AttestationService(settings, self.signing_key, collateral)
         self.admin = AdminAuth(config.admin)
         self.counters: Counter[str] = Counter()
-        #: The other workers' counters (set by ``--workers``), which /metrics adds to this process's.
-        self.peer_counters: Callable[[], Counter[str]] | None = None
         self.sessions = SessionCache()
         self.challenges = Challenges(self.storage.shared_key("session-nonce"))
         self.admin_data = AdminData(self.storage)
         self.issued = IssuedTokens()
-        self.group_commit = GroupCommit(self.storage, self.counters)
 
     # -- helpers -----------------------------------------------------------------------------------------------
 
@@ -148,16 +118,7 @@ class Kbs:
     def _policy(self, kind: str, policy_id: str, packaged: str, view: AdminView | None = None) -> str:
         return (view or self.admin_data.view()).policy(kind, policy_id) or rego.packaged(packaged)
 
-    def _admin(self, request: Request) -> str:
-        return self.admin.check(request.headers.get("Authorization"), f"{request.method} {request.url.path}")
-
-    async def _body(self, request: Request) -> bytes:
-        body = await request.body()
-        if len(body) > self.config.http.max_body_bytes:
-            raise KbsError("InvalidRequest", f"request body over {self.config.http.max_body_bytes} bytes", status=413)
-        return body
-
-    # -- RCAR (plain values in and out: the Starlette routes and the raw ASGI fast path share these) ---------------
+    # -- RCAR (plain values in and out: every HTTP path of :mod:`sealpod.kbs.serving` calls these) -------------
 
     def start_session(self, body: bytes) -> tuple[dict[str, Any], Session]:
         """/auth: the challenge and the new session."""
@@ -320,64 +281,52 @@ class Kbs:
         self.counters["resources_released"] += 1
         return jwe
 
-    # -- Starlette endpoints ------------------------------------------------------------------------------------
+    # -- admin operations (the caller checked the admin's authorization) ---------------------------------------
 
-    async def resource(self, request: Request) -> Response:
-        p = request.path_params
-        path = check_resource_path(p["repository"], p["type"], p["tag"])
-        if request.method in ("POST", "DELETE"):
-            self._admin(request)
-            if request.method == "POST":
-                self.storage.put_resource(path, await self._body(request))
-            elif not self.storage.delete_resource(path):
-                raise KbsError("PluginInternalError", f"Plugin internal error: resource {path} does not exist")
-            return Response(status_code=200)
-        released = self.release_resource(
-            path,
-            f"{request.method} {request.url.path}",
-            request.headers.get("Authorization"),
-            request.cookies.get(SESSION_COOKIE),
-            dict(request.query_params),
-        )
-        if isinstance(released, bytes):
-            return Response(released, media_type="application/octet-stream")
-        return JSONResponse(released)
+    def put_resource(self, path: str, value: bytes) -> None:
+        """Store the resource at ``path`` (``repository/type/tag``)."""
+        self.storage.put_resource(path, value)
 
-    # -- admin -------------------------------------------------------------------------------------------------
+    def delete_resource(self, path: str) -> None:
+        """Remove the resource at ``path``; refused when there is none."""
+        if not self.storage.delete_resource(path):
+            raise KbsError("PluginInternalError", f"Plugin internal error: resource {path} does not exist")
 
-    async def attestation_policy(self, request: Request) -> Response:
-        self._admin(request)
-        if request.method == "GET":
-            policy_id = request.path_params.get("policy_id", ATTESTATION_POLICY_ID)
-            return PlainTextResponse(self._policy("attestation", policy_id, "default_sgx.rego"))
-        body = json.loads(await self._body(request) or b"{}")
-        if body.get("type", "rego") != "rego" or not isinstance(body.get("policy"), str):
+    def attestation_policy(self, policy_id: str = ATTESTATION_POLICY_ID) -> str:
+        """The attestation policy ``policy_id`` (the packaged default when none was set)."""
+        return self._policy("attestation", policy_id, "default_sgx.rego")
+
+    def set_attestation_policy(self, body: bytes) -> None:
+        """Set an attestation policy from trustee's ``{"type":"rego","policy_id":..,"policy":"<base64url>"}``."""
+        message = json.loads(body or b"{}")
+        if message.get("type", "rego") != "rego" or not isinstance(message.get("policy"), str):
             raise KbsError(
                 "InvalidRequest", 'attestation policy must be {"type":"rego","policy_id":..,"policy":"<base64url>"}'
             )
-        text = _b64url_text(body["policy"])
+        text = _b64url_text(message["policy"])
         rego.evaluate(text, "trust_claims", {}, {}, {})  # refuse a policy that does not compile
-        self.storage.set_policy("attestation", str(body.get("policy_id") or ATTESTATION_POLICY_ID), text)
-        return Response(status_code=200)
+        self.storage.set_policy("attestation", str(message.get("policy_id") or ATTESTATION_POLICY_ID), text)
 
-    async def resource_policy(self, request: Request) -> Response:
-        self._admin(request)
-        if request.method == "GET":
-            return PlainTextResponse(self._policy("resource", "default", "default_resource.rego"))
-        body = json.loads(await self._body(request) or b"{}")
-        if not isinstance(body.get("policy"), str):
+    def resource_policy(self) -> str:
+        """The resource policy (the packaged default when none was set)."""
+        return self._policy("resource", "default", "default_resource.rego")
+
+    def set_resource_policy(self, body: bytes) -> None:
+        """Set the resource policy from trustee's ``{"policy":"<base64url>"}``."""
+        message = json.loads(body or b"{}")
+        if not isinstance(message.get("policy"), str):
             raise KbsError("InvalidRequest", 'resource policy must be {"policy":"<base64url>"}')
-        text = _b64url_text(body["policy"])
+        text = _b64url_text(message["policy"])
         rego.evaluate(text, "allow", {}, {"plugin": "resource"})
         self.storage.set_policy("resource", "default", text)
-        return Response(status_code=200)
 
-    async def reference_value(self, request: Request) -> Response:
-        self._admin(request)
-        if request.method == "GET":
-            name = request.path_params["name"]
-            return JSONResponse({name: self.storage.references().get(name, [])})
-        message = json.loads(await self._body(request) or b"{}")
+    def reference_value(self, name: str) -> dict[str, list[Any]]:
+        """The reference values registered under ``name``."""
+        return {name: self.storage.references().get(name, [])}
+
+    def set_reference_values(self, body: bytes) -> None:
+        """Register reference values from trustee's sample RVPS message (base64 JSON of names to value lists)."""
+        message = json.loads(body or b"{}")
         if message.get("type") != "sample" or not isinstance(message.get("payload"), str):
             raise KbsError(
                 "InvalidRequest",
@@ -393,20 +342,10 @@ class Kbs:
         expires = int(time.time()) + REFERENCE_LIFETIME
         for name, values in payload.items():
             self.storage.set_reference(str(name), values, expires)
-        return Response(status_code=200)
 
-    # -- operations --------------------------------------------------------------------------------------------
-
-    async def healthz(self, request: Request) -> Response:
+    def check_health(self) -> None:
+        """Raise when the store does not answer."""
         self.storage.references()
-        return JSONResponse({"status": "ok"})
-
-    async def metrics(self, request: Request) -> Response:
-        totals = self.counters + self.peer_counters() if self.peer_counters is not None else self.counters
-        lines = []
-        for name, value in sorted(totals.items()):
-            lines += [f"# TYPE sealpod_kbs_{name}_total counter", f"sealpod_kbs_{name}_total {value}"]
-        return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
 
 def _already_attested(session: Session, evidence_digest: str) -> tuple[dict[str, Any], Session]:
@@ -434,54 +373,3 @@ def _b64url_text(value: str) -> str:
         return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
     except (binascii.Error, ValueError, UnicodeDecodeError):
         raise KbsError("InvalidRequest", "the policy is not base64url-encoded UTF-8") from None
-
-
-async def _answered_by_fast_rcar(request: Request) -> Response:
-    raise RuntimeError(f"{request.method} {request.url.path} reached Starlette: FastRcar answers it")
-
-
-def build_app(config: KbsConfig) -> FastRcar:
-    """The ASGI app for ``config``: the handshake's requests on the raw fast path, the rest with Starlette."""
-    kbs = Kbs(config)
-
-    def handler(method: Any) -> Any:
-        async def endpoint(request: Request) -> Response:
-            kbs.counters[f"requests_{method.__name__}"] += 1
-            try:
-                response: Response = await method(request)
-                return response
-            except SealpodError as err:
-                if isinstance(err, KbsError):
-                    kbs.counters[f"errors_{err.variant}"] += 1
-                status, body = error_body(err)
-                return JSONResponse(body, status_code=status)
-
-        return endpoint
-
-    routes = [
-        # FastRcar answers POST /auth and /attest before Starlette; these routes give other methods Starlette's 405
-        Route("/kbs/v0/auth", _answered_by_fast_rcar, methods=["POST"]),
-        Route("/kbs/v0/attest", _answered_by_fast_rcar, methods=["POST"]),
-        Route("/kbs/v0/resource/{repository}/{type}/{tag}", handler(kbs.resource), methods=["GET", "POST", "DELETE"]),
-        Route("/kbs/v0/attestation-policy", handler(kbs.attestation_policy), methods=["POST", "GET"]),
-        Route("/kbs/v0/attestation-policy/{policy_id}", handler(kbs.attestation_policy), methods=["GET"]),
-        Route("/kbs/v0/resource-policy", handler(kbs.resource_policy), methods=["POST", "GET"]),
-        Route("/kbs/v0/reference-value", handler(kbs.reference_value), methods=["POST"]),
-        Route("/kbs/v0/reference-value/{name}", handler(kbs.reference_value), methods=["GET"]),
-        Route("/healthz", handler(kbs.healthz), methods=["GET"]),
-        Route("/metrics", handler(kbs.metrics), methods=["GET"]),
-    ]
-
-    async def not_found(request: Request, exc: Exception) -> Response:
-        error = KbsError("InvalidRequestPath", f"Request path {request.url.path} is invalid")
-        return JSONResponse(error.body(), status_code=404)
-
-    app = Starlette(routes=routes, exception_handlers={404: not_found})
-    app.state.kbs = kbs
-    return FastRcar(kbs, app)
-
-
-def app_from_env() -> FastRcar:
-    """uvicorn factory: the config file named by ``$SEALPOD_KBS_CONFIG`` (defaults when unset)."""
-    path = os.environ.get(CONFIG_ENV)
-    return build_app(load_config(Path(path) if path else None))

@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
-from sealpod.kbs.http_protocol import CoalescingHttpToolsProtocol, find_fast_rcar
-from sealpod.kbs.shared_counters import SharedCounters
+from sealpod.kbs.serving.http_protocol import CoalescingHttpToolsProtocol, find_fast_rcar
+from sealpod.kbs.serving.shared_counters import SharedCounters
 
 if TYPE_CHECKING:
-    from sealpod.kbs.server import Kbs
+    from sealpod.kbs.service.kbs import Kbs
 
 #: How often a worker republishes its count and heartbeat and reconsiders accepting (seconds).
 TICK = 0.005
@@ -115,7 +115,7 @@ class BalancedServer(KbsServer):
         fast = find_fast_rcar(self.config.loaded_app)
         if self._counters is not None and fast is not None:
             self._kbs = fast.kbs
-            self._kbs.peer_counters = functools.partial(self._counters.others, self._index)
+            fast.peer_counters = functools.partial(self._counters.others, self._index)
         self._accepting = True
         self._tick()
 
@@ -214,7 +214,7 @@ class _BalancedProtocol(CoalescingHttpToolsProtocol):
 
 def _config(certfile: str | None, keyfile: str | None, protocol: type[CoalescingHttpToolsProtocol]) -> uvicorn.Config:
     return uvicorn.Config(
-        "sealpod.kbs.server:app_from_env",
+        "sealpod.kbs.serving.app:app_from_env",
         factory=True,
         http=protocol,
         log_level="warning",

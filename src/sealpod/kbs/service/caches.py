@@ -14,7 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sealpod.kbs.storage import Session
+from sealpod.kbs.service.storage import Session
 
 K = TypeVar("K")
 V = TypeVar("V")

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import httpx
 
+from sealpod._internal.net import free_port
+from sealpod._internal.processes import stop_process
 from sealpod.errors import SealpodError
-from sealpod.oci.localregistry import free_port
-from sealpod.processes import stop_process
 
 
 class EmbeddedKbs:

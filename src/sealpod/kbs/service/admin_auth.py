@@ -11,9 +11,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from sealpod.jose import JoseError, sign_eddsa, verify_jws
+from sealpod._internal.jose import JoseError, sign_eddsa, verify_jws
+from sealpod.kbs.client.protocol import KbsError
 from sealpod.kbs.config import AdminConfig
-from sealpod.kbs.protocol import KbsError
 
 log = logging.getLogger(__name__)
 AUDIENCE = "KBS"

@@ -3,7 +3,7 @@
 Shared by the host side (:mod:`sealpod.runtime.enclave_pool`), which sends, and the enclave, which answers. Messages
 are whole datagrams of JSON, nothing secret:
 
-1. host -> enclave: the :class:`~sealpod.boot_request.BootRequest` JSON, with the host's stdin, stdout and stderr as
+1. host -> enclave: the :class:`~sealpod.boundary.request.BootRequest` JSON, with the host's stdin, stdout and stderr as
    SCM_RIGHTS file descriptors (the workload's stdio, as when the enclave is the host's child);
 2. enclave -> host: ``{"pid": N}`` once it took the request (the host forwards its signals to that process);
 3. enclave -> host: ``{"exit": STATUS}`` when the workload ended (128 + signal number when a signal ended it).

@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 
-from sealpod.kbs.client import KbsClientError, _error
-from sealpod.kbs.protocol import check_resource_path
+from sealpod.kbs.client.protocol import check_resource_path
+from sealpod.kbs.client.rcar import KbsClientError, _error
 
 
 class AdminClient:

@@ -1,28 +1,28 @@
-"""Raw ASGI for the three requests of every handshake (POST /kbs/v0/auth, POST /kbs/v0/attest, GET of a resource),
-in front of the Starlette app that serves everything else: no routing table, Request or Response objects or
-middleware stack per request. Anything else, and any request that does not match exactly, goes to Starlette, which
-answers it the same way it always has."""
+"""Raw ASGI for the three requests of every handshake (POST /kbs/v0/auth, POST /kbs/v0/attest, GET of a resource;
+the ``fast`` methods of :data:`~sealpod.kbs.serving.routes.ROUTES`), in front of the Starlette app that serves
+everything else: no Request or Response objects or middleware stack per request. Anything else, and any request that
+does not match exactly, goes to Starlette, which answers it the same way it always has."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from email.utils import formatdate
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.requests import cookie_parser
 
+from sealpod._internal.jose import compact_json
 from sealpod.errors import SealpodError
-from sealpod.jose import compact_json
-from sealpod.kbs.group_commit import Appraised, Outcome
-from sealpod.kbs.protocol import SESSION_COOKIE, KbsError, check_resource_path
-from sealpod.kbs.storage import Session
-
-if TYPE_CHECKING:
-    from sealpod.kbs.server import Kbs
+from sealpod.kbs.client.protocol import SESSION_COOKIE, KbsError, check_resource_path
+from sealpod.kbs.service.kbs import Appraised, Kbs
+from sealpod.kbs.service.storage import Session
+from sealpod.kbs.serving.group_commit import GroupCommit, Outcome
+from sealpod.kbs.serving.routes import RESOURCE_PREFIX, fast_route, path_parameters
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -31,7 +31,6 @@ Send = Callable[[Message], Awaitable[None]]
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 log = logging.getLogger(__name__)
-RESOURCE_PREFIX = "/kbs/v0/resource/"
 _JSON = (b"content-type", b"application/json")
 _OCTETS = (b"content-type", b"application/octet-stream")
 _TEXT = (b"content-type", b"text/plain; charset=utf-8")
@@ -81,18 +80,12 @@ class FastRcar:
         self.kbs = kbs
         self.fallback = fallback
         self.max_body = kbs.config.http.max_body_bytes
+        self.group_commit = GroupCommit(kbs.storage, kbs.counters)
+        #: The other workers' counters (set by ``--workers``), which /metrics adds to this process's.
+        self.peer_counters: Callable[[], Counter[str]] | None = None
 
-    @staticmethod
-    def route(method: str, path: str) -> str | None:
-        """``auth``, ``attest`` or ``resource`` for a request of the handshake; None for anything else."""
-        if method == "POST":
-            if path == "/kbs/v0/auth":
-                return "auth"
-            if path == "/kbs/v0/attest":
-                return "attest"
-        elif method == "GET" and path.startswith(RESOURCE_PREFIX) and _resource_parts(path) is not None:
-            return "resource"
-        return None
+    #: ``auth``, ``attest`` or ``resource`` for a request of the handshake; None for anything else.
+    route = staticmethod(fast_route)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         name = self.route(scope["method"], scope["path"]) if scope["type"] == "http" else None
@@ -146,7 +139,7 @@ class FastRcar:
             step = kbs.appraise_attestation(cookie_value(headers), body)
             if not isinstance(step, Appraised):
                 return _session_answer(*step)
-            kbs.group_commit.record(step.session, lambda outcome: later(self._concluded(step, outcome)))
+            self.group_commit.record(step.session, lambda outcome: later(self._concluded(step, outcome)))
             return None
         except SealpodError as err:
             return self._error_answer(err)
@@ -172,7 +165,7 @@ class FastRcar:
     def _resource(
         self, url_path: str, query_string: bytes, headers: dict[bytes, bytes]
     ) -> tuple[tuple[bytes, bytes], bytes]:
-        repository, kind, tag = _resource_parts(url_path) or ("", "", "")
+        repository, kind, tag = path_parameters(url_path, RESOURCE_PREFIX, 3) or ("", "", "")
         path = check_resource_path(repository, kind, tag)
         authorization = headers.get(b"authorization")
         query = dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
@@ -201,14 +194,6 @@ class FastRcar:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
-
-
-def _resource_parts(path: str) -> tuple[str, str, str] | None:
-    """repository, type and tag of ``/kbs/v0/resource/<repository>/<type>/<tag>`` (None for any other path)."""
-    parts = path[len(RESOURCE_PREFIX) :].split("/")
-    if len(parts) != 3 or not all(parts):
-        return None
-    return parts[0], parts[1], parts[2]
 
 
 def _answer(status: int, content_type: tuple[bytes, bytes], content: bytes, *extra: tuple[bytes, bytes]) -> Answer:

@@ -11,15 +11,13 @@ the store's busy loop."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
 
 from sealpod.errors import SealpodError
-from sealpod.kbs.storage import BUSY_WAIT, Session, Storage, StoreBusy
+from sealpod.kbs.service.storage import BUSY_WAIT, Session, Storage, StoreBusy
 
 log = logging.getLogger(__name__)
 
@@ -27,16 +25,6 @@ log = logging.getLogger(__name__)
 Outcome = bool | SealpodError
 #: How often a group waiting for another writer of the store is tried again (seconds).
 RETRY_EVERY = 0.0005
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Appraised:
-    """An attestation the service accepted, not yet recorded: the session with its token, the token's claims and
-    the TEE's key."""
-
-    session: Session
-    token_claims: dict[str, Any]
-    tee_key: Any
 
 
 class GroupCommit:

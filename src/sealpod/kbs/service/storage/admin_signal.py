@@ -3,8 +3,8 @@
 The signal is a counter in a small file beside the database (``<db>-admin-signal``), mapped into each process.
 Every sealpod process bumps it, under a lock on the file, after it commits a change to resources, policies or
 reference values, and before it acknowledges that change. The per-process caches of that data
-(:mod:`sealpod.kbs.admin_data`) compare it with one memory read instead of a read transaction of the store (twice per
-handshake: about 5% of a worker's CPU under load).
+(:mod:`sealpod.kbs.service.admin_data`) compare it with one memory read instead of a read transaction of the store
+(twice per handshake: about 5% of a worker's CPU under load).
 
 The database's counter, kept by triggers whoever writes, stays the authority: a cache checks it when the signal has
 moved, and at least every :data:`RECHECK` seconds anyway, for writers that do not bump the signal (sqlite3 by hand,
