@@ -92,7 +92,7 @@ def test_a_verified_qe_report_vouches_only_for_its_exact_bytes(platform: SimPlat
 
 def test_platform_persists_and_sealing_keys_are_bound_to_identity(platform: SimPlatform) -> None:
     again = SimPlatform.load(platform.directory)
-    assert again.certs["root"] == platform.certs["root"]
+    assert again.files.certs["root"] == platform.files.certs["root"]
     assert again.sealing_key(MRE, MRS) == platform.sealing_key(MRE, MRS)
     assert platform.sealing_key(MRE, MRS) != platform.sealing_key(MRS, MRS)
     assert platform.sealing_key(MRE, MRS, policy="mrsigner") == platform.sealing_key(MRS, MRS, policy="mrsigner")
