@@ -36,7 +36,9 @@ def test_agent_pulls_a_signed_encrypted_image_with_everything_from_the_kbs(
     def request(image: str) -> BootRequest:
         return BootRequest(image, server.url, registry_tls_verify=False)
 
-    result = prepare_run(tenant_enclave, request(image), lambda: PlainDirectory(tmp_path / "rootfs")).result
+    prepared = prepare_run(tenant_enclave, request(image), lambda: PlainDirectory(tmp_path / "rootfs"))
+    prepared.close()
+    result = prepared.result
     assert (tmp_path / "rootfs/app/secret.txt").read_bytes() == SECRET
     assert (tmp_path / "rootfs/app/run.sh").stat().st_mode & 0o111
     assert all(d.media_type.endswith("+encrypted") for d in result.image.manifest.layers)

@@ -23,6 +23,16 @@ def client_context(ca_file: str | None) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 
 
-def verify_setting(verify: bool, ca_file: str | None) -> bool | ssl.SSLContext:
-    """An httpx client's ``verify``: False (no verification) or the cached context."""
+@functools.cache
+def pem_context(ca_pem: str) -> ssl.SSLContext:
+    """A verifying client context trusting exactly the PEM certificates ``ca_pem`` (a pod's init-data gives its
+    KBS's certificate as text). Cached per process, by content."""
+    return ssl.create_default_context(cadata=ca_pem)
+
+
+def verify_setting(verify: bool, ca_file: str | None, ca_pem: str | None = None) -> bool | ssl.SSLContext:
+    """An httpx client's ``verify``: False (no verification) or the cached context (``ca_pem`` before
+    ``ca_file``)."""
+    if ca_pem:
+        return pem_context(ca_pem)
     return client_context(ca_file) if verify else False

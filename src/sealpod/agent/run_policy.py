@@ -4,10 +4,14 @@ The host names the image and may ask for another command (``sealpod run IMAGE CM
 Either could make a confidential workload print its secrets, so both are refused unless the tenant's run policy
 (a KBS resource, fetched after attestation like everything else) allows them::
 
-    {"allow_command": true, "allow_env": ["LOG_LEVEL", "PORT"]}
+    {"allow_command": true, "allow_env": ["LOG_LEVEL", "PORT"],
+     "cdh_api": true, "cdh_resources": ["kbs:///default/db/password"], "require_encrypted_layers": true}
 
-``allow_env`` is ``true`` (any variable), ``false`` (none, the default) or the names that may be set. No policy in
-the KBS means the defaults: the image's own command and environment only.
+``allow_env`` is ``true`` (any variable), ``false`` (none, the default) or the names that may be set. ``cdh_api``
+switches the workload's CDH resource API on (the default, as in CoCo: the KBS's resource policy decides what it
+releases) or off; ``cdh_resources`` restricts it to the listed resources. ``require_encrypted_layers`` refuses an
+image with any layer that is not encrypted (a host that swaps the tenant's image for a plain one). No policy in the
+KBS means the defaults.
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ from dataclasses import dataclass
 
 from sealpod._internal.jsonio import load_object
 from sealpod.errors import SealpodError
+from sealpod.kbs.client.protocol import check_resource_path
 from sealpod.oci.models import ImageConfig
 
 DEFAULT_RUN_POLICY_URI = "kbs:///default/run-policy/test"
+FIELDS = frozenset({"allow_command", "allow_env", "cdh_api", "cdh_resources", "require_encrypted_layers"})
 
 
 class RunPolicyError(SealpodError):
@@ -31,23 +37,36 @@ class RunPolicy:
 
     allow_command: bool = False
     allow_env: bool | frozenset[str] = False
+    cdh_api: bool = True
+    #: The resource paths (``repository/type/tag``) the CDH API may answer; None: any the KBS releases.
+    cdh_resources: frozenset[str] | None = None
+    require_encrypted_layers: bool = False
 
     @classmethod
     def parse(cls, raw: bytes, where: str) -> RunPolicy:
         """Parse a policy, naming the field that is wrong."""
         data = load_object(raw, f"run policy {where}", 64 * 1024, RunPolicyError)
-        unknown = set(data) - {"allow_command", "allow_env"}
+        unknown = set(data) - FIELDS
         if unknown:
             raise RunPolicyError(f"run policy {where} has unknown fields: {', '.join(sorted(unknown))}")
-        command = data.get("allow_command", False)
-        if not isinstance(command, bool):
-            raise RunPolicyError(f"run policy {where}: allow_command must be true or false")
+        command = _flag(data, "allow_command", False, where)
         env = data.get("allow_env", False)
         if isinstance(env, list) and all(isinstance(name, str) for name in env):
-            return cls(command, frozenset(env))
-        if not isinstance(env, bool):
+            env = frozenset(env)
+        elif not isinstance(env, bool):
             raise RunPolicyError(f"run policy {where}: allow_env must be true, false or a list of names")
-        return cls(command, env)
+        resources = data.get("cdh_resources")
+        if resources is not None:
+            if not isinstance(resources, list) or not all(isinstance(item, str) for item in resources):
+                raise RunPolicyError(f"run policy {where}: cdh_resources must be a list of kbs:/// resource paths")
+            resources = frozenset(_resource_path(item, where) for item in resources)
+        return cls(
+            command,
+            env,
+            cdh_api=_flag(data, "cdh_api", True, where),
+            cdh_resources=resources,
+            require_encrypted_layers=_flag(data, "require_encrypted_layers", False, where),
+        )
 
     def allows_variable(self, name: str) -> bool:
         """Whether the host may set the variable ``name``."""
@@ -102,3 +121,38 @@ def image_argv(config: ImageConfig) -> list[str]:
     """The image's own Entrypoint followed by its Cmd."""
     container = config.config
     return [*(container.entrypoint or []), *(container.cmd or [])] if container else []
+
+
+def _flag(data: dict[str, object], name: str, default: bool, where: str) -> bool:
+    value = data.get(name, default)
+    if not isinstance(value, bool):
+        raise RunPolicyError(f"run policy {where}: {name} must be true or false")
+    return value
+
+
+def _resource_path(item: str, where: str) -> str:
+    """``repository/type/tag`` of ``kbs:///repository/type/tag`` (or of the bare path)."""
+    path = item.removeprefix("kbs:///")
+    parts = path.split("/")
+    try:
+        if len(parts) != 3:
+            raise SealpodError("not repository/type/tag")
+        return check_resource_path(*parts)
+    except SealpodError as err:
+        raise RunPolicyError(
+            f"run policy {where}: cdh_resources entry {item!r} is not a resource path: {err}"
+        ) from None
+
+
+def check_encrypted_layers(policy: RunPolicy, layers: list[tuple[str, str]], image: str) -> None:
+    """Refuse, when the policy requires encrypted layers, an image with a plain one (``layers``: media type and
+    digest of each)."""
+    if not policy.require_encrypted_layers:
+        return
+    plain = [digest for media_type, digest in layers if not media_type.endswith("+encrypted")]
+    if plain:
+        raise RunPolicyError(
+            f"{image} has {len(plain)} unencrypted layer(s) ({plain[0]} first), and the tenant's run policy "
+            "requires encrypted layers",
+            hint="the host may have replaced the tenant's image; run the tenant's encrypted image",
+        )

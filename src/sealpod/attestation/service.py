@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from sealpod.attestation import default_policies, ear, rego
+from sealpod.attestation.init_data import InitData, InitDataError, check_binding
 from sealpod.attestation.sgx.collateral_source import CollateralSource
 from sealpod.attestation.sgx.quote import parse_quote
 from sealpod.attestation.sgx.verify import DcapVerifier, TrustedRoot, intel_root
@@ -62,7 +61,7 @@ class AttestationService:
             roots.extend(settings.sim_roots)
         self.verifier = DcapVerifier(roots)
 
-    def _sgx(self, evidence: Any, expected: bytes, now: int) -> dict[str, Any]:
+    def _sgx(self, evidence: Any, expected: bytes, now: int, init_data: InitData | None) -> dict[str, Any]:
         if not isinstance(evidence, dict) or not isinstance(evidence.get("quote"), str):
             raise AttestationError('SGX evidence must be {"quote": "<base64>"}')
         try:
@@ -77,6 +76,8 @@ class AttestationService:
                 "the quote's report data does not bind this session's nonce and tee-pubkey",
                 hint="the evidence was made for another challenge (a replay?) or the tee-pubkey was substituted",
             )
+        if init_data is not None:
+            check_binding(init_data, verdict.quote.report.config_id.hex())
         claims = verdict.claims()
         claims.update(
             isv_prod_id=verdict.quote.report.isv_prod_id,
@@ -115,21 +116,28 @@ class AttestationService:
         policy_id: str,
         references: dict[str, list[Any]],
         now: int,
-        init_data: dict[str, Any] | None = None,
+        init_data: InitData | None = None,
     ) -> Appraisal:
-        """Verify and appraise; raise :class:`AttestationError` saying why when the evidence is not acceptable."""
+        """Verify and appraise; raise :class:`AttestationError` saying why when the evidence is not acceptable.
+
+        With ``init_data``, the evidence must carry its digest (SGX: as CONFIGID); its claims go into the token as
+        trustee puts them (``init_data``: the evidence's field, ``init_data_claims``: the parsed data)."""
         if tee == "sgx":
-            claims = self._sgx(evidence, expected_report_data, now)
+            claims = self._sgx(evidence, expected_report_data, now, init_data)
+            bound = claims.get("body", {}).get("config_id") if isinstance(claims.get("body"), dict) else None
         elif tee == "sample":
+            if init_data is not None:
+                raise InitDataError("the 'sample' TEE has no field to bind init-data to", hint="attest with SGX")
             claims = self._sample(evidence, expected_report_data)
+            bound = None
         else:
             raise AttestationError(f"TEE {tee!r} is not supported by this attestation service (sgx is)")
         annotated = {
             tee: claims,
             "report_data": expected_report_data.hex(),
             "runtime_data_claims": runtime_data,
-            "init_data": hashlib.sha256(json.dumps(init_data).encode()).hexdigest() if init_data else None,
-            "init_data_claims": init_data,
+            "init_data": bound,
+            "init_data_claims": init_data.claims() if init_data is not None else None,
         }
         acceptable = list(self.settings.acceptable_tcb_statuses)
         vector = None

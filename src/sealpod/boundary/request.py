@@ -21,7 +21,7 @@ class BootRequest:
     kubelet adds): an ``argv`` equal to the image's own is not a change, and variables the run policy does not allow are
     dropped rather than refused. ``netns`` is a network namespace for the workload to join (the pod's); ``start_fd`` an
     inherited FIFO to wait on before starting the workload (the OCI runtime's create/start split); ``cgroup_path`` the
-    container's cgroup (the enclave joins it, the workload's limits nest in it).
+    container's cgroup (the enclave joins it, the workload's limits nest in it); ``init_data`` the pod's CoCo init-data.
     """
 
     image: str
@@ -42,6 +42,8 @@ class BootRequest:
     netns: str | None = None
     start_fd: int | None = None
     cgroup_path: str | None = None
+    #: The pod's init-data (CoCo's TOML; nothing secret): its digest is bound into the evidence.
+    init_data: str | None = None
 
     def to_json(self) -> str:
         """The request as the host passes it on the enclave's command line."""
@@ -102,4 +104,5 @@ _TYPES: dict[str, Callable[[object], bool]] = {
     "netns": _optional(str),
     "start_fd": _optional(int),
     "cgroup_path": _optional(str),
+    "init_data": _optional(str),
 }

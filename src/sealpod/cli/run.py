@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -57,6 +58,15 @@ def run(
     policy_uri: Annotated[
         str | None, typer.Option(help="Where the signature policy is [default: kbs:///default/security-policy/test]")
     ] = None,
+    init_data: Annotated[
+        Path | None,
+        typer.Option(
+            "--init-data",
+            help="CoCo init-data TOML (version, algorithm, data with aa.toml/cdh.toml): the pod's own KBS and "
+            "settings; its digest is bound into the enclave's evidence.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Attest to the KBS, pull, verify, decrypt and unpack IMAGE inside the enclave, and run it sandboxed.
 
@@ -89,6 +99,7 @@ def run(
             memory=parse_size(memory) if memory else None,
             pids=pids,
             rootfs=rootfs,
+            init_data=_read_init_data(init_data) if init_data else None,
         )
         if detach:
             from sealpod.runtime.containers import create, start_detached
@@ -102,3 +113,20 @@ def run(
             raise typer.Exit(code)
 
     run_action(action)
+
+
+def _read_init_data(path: Path) -> str:
+    """The init-data file's text (parsed and checked in the enclave, which binds it into its evidence)."""
+    from sealpod.errors import UsageError
+
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(64 * 1024 + 1)
+    except OSError as err:
+        raise UsageError(f"cannot read the init-data {path}: {err.strerror}") from None
+    if len(raw) > 64 * 1024:
+        raise UsageError(f"the init-data {path} is over 64 KiB")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"the init-data {path} is not UTF-8 text") from None

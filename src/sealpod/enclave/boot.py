@@ -13,24 +13,36 @@ import signal
 import sys
 
 from sealpod._internal.cgroups import Limits, join_container, valid_container_path
+from sealpod.agent.cdh_api import PORT as CDH_PORT
+from sealpod.agent.cdh_api import CdhApi
 from sealpod.agent.run import prepare_run
+from sealpod.attestation.init_data import InitData
 from sealpod.boundary.request import BootRequest
 from sealpod.enclave import sandbox
 from sealpod.enclave.measure import running_identity
 from sealpod.enclave.rootfs import GocryptfsRootfs, MemoryRootfs, private_mount_namespace
 from sealpod.enclave.sealing import sealing_key
 from sealpod.enclave.workload import workload_for
+from sealpod.enclave.workload_net import WorkloadNetwork, workload_network
 from sealpod.errors import SealpodError
 from sealpod.tee import Attester, detect
 
 
-def attester(allow_sim: bool) -> Attester:
-    """Real SGX when present; else the simulated platform attesting this enclave's measured identity."""
+def attester(allow_sim: bool, init_data: InitData | None = None) -> Attester:
+    """Real SGX when present; else the simulated platform attesting this enclave's measured identity, launched with
+    the init-data's digest as its CONFIGID."""
     try:
-        return detect()
+        tee = detect()
     except SealpodError:
         if not allow_sim:
             raise
+    else:
+        if init_data is not None:
+            raise SealpodError(
+                "init-data needs its digest in the enclave's CONFIGID, which this enclave's launcher does not set yet",
+                hint="run without init-data on this TEE, or on the simulated platform",
+            )
+        return tee
     from sealpod.tee.sim import SimPlatform
 
     identity = running_identity()
@@ -43,6 +55,7 @@ def attester(allow_sim: bool) -> Attester:
         mr_signer=identity.mr_signer,
         isv_prod_id=identity.isv_prod_id,
         isv_svn=identity.isv_svn,
+        config_id=init_data.config_id if init_data is not None else bytes(64),
     )
 
 
@@ -69,10 +82,13 @@ def boot(request: BootRequest) -> int:
         if not valid_container_path(request.cgroup_path):
             raise SealpodError(f"the container's cgroup path {request.cgroup_path!r} is not a cgroupfs path")
         join_container(request.cgroup_path)
-    tee = attester(request.allow_sim)
+    init_data = InitData.parse(request.init_data, "the pod's init-data") if request.init_data is not None else None
+    tee = attester(request.allow_sim, init_data)
     private_mount_namespace()
-    prepared = prepare_run(tee, request, lambda: _open_volume(request, tee))
+    prepared = prepare_run(tee, request, lambda: _open_volume(request, tee), init_data)
     volume = prepared.volume
+    network: WorkloadNetwork | None = None
+    api: CdhApi | None = None
     try:
         if prepared.reused:
             print(
@@ -86,6 +102,22 @@ def boot(request: BootRequest) -> int:
             prepared.result.image.config, volume.rootfs, request.command, prepared.env, prepared.argv
         )
         limits = Limits(request.memory, request.pids)
+        netns = request.netns
+        if prepared.run_policy.cdh_api and not request.share_net:
+            network = workload_network(CDH_PORT, request.netns)
+            netns = network.netns
+            if network.listener is not None:
+                api = CdhApi(prepared.client.get_resource, tee.tee, prepared.run_policy.cdh_resources)
+                api.serve(network.listener)
+            else:
+                print(f"sealpod: another enclave of this pod serves the CDH API on port {CDH_PORT}", file=sys.stderr)
+        elif prepared.run_policy.cdh_api:
+            print(
+                "sealpod: no CDH API: the workload shares the host's network, where the host could reach it",
+                file=sys.stderr,
+            )
+        else:
+            prepared.close()  # the tenant switched the API off: the session is not needed any more
         if request.start_fd is not None:
             _wait_for_start(request.start_fd)
         return sandbox.run(
@@ -94,10 +126,15 @@ def boot(request: BootRequest) -> int:
             hostname=request.name,
             share_net=request.share_net,
             limits=limits,
-            netns=request.netns,
+            netns=netns,
             cgroup_parent=request.cgroup_path,
         )
     finally:
+        if api is not None:
+            api.close()
+        if network is not None:
+            network.close()
+        prepared.close()
         volume.close()
 
 

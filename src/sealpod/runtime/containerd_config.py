@@ -18,6 +18,7 @@ from typing import Any
 import tomli_w
 
 from sealpod.errors import SealpodError
+from sealpod.runtime.oci_bundle import INIT_DATA_ANNOTATIONS
 
 HANDLER = "sealpod"
 SNAPSHOTTER = "sealpod"
@@ -42,6 +43,8 @@ def sealpod_settings(
                         HANDLER: {
                             "runtime_type": "io.containerd.runc.v2",
                             "options": {"BinaryName": runtime_binary},
+                            # a pod's CoCo init-data reaches sealpod-runtime in the containers' annotations
+                            "pod_annotations": list(INIT_DATA_ANNOTATIONS),
                         }
                     },
                 }

@@ -8,6 +8,10 @@ request: the enclave verifies the image and applies the tenant's run policy.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import gzip
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +22,13 @@ from sealpod.errors import SealpodError
 from sealpod.runtime.snapshotter import read_marker
 
 CONTAINER_TYPE = "io.kubernetes.cri.container-type"
+#: Where a pod carries its CoCo init-data (kata's two spellings); containerd passes them on as pod annotations.
+INIT_DATA_ANNOTATIONS = (
+    "io.katacontainers.config.runtime.cc_init_data",
+    "io.katacontainers.config.hypervisor.cc_init_data",
+)
+#: The largest init-data passed to an enclave (it travels on the enclave's command line).
+MAX_INIT_DATA = 64 * 1024
 IMAGE_NAME = "io.kubernetes.cri.image-name"
 MAX_CONFIG = 4 * 1024 * 1024
 
@@ -50,6 +61,16 @@ class Bundle:
     def annotations(self) -> dict[str, str]:
         """The container's annotations (CRI puts the container type and image name here)."""
         return {k: v for k, v in self._section("annotations").items() if isinstance(v, str)}
+
+    def init_data(self) -> str | None:
+        """The pod's CoCo init-data (annotation ``io.katacontainers.config.runtime.cc_init_data``, or kata's
+        ``...hypervisor.cc_init_data``): base64 of the TOML, gzipped or not, as the TOML text. Only decoded here:
+        the enclave parses it and binds its digest into the evidence."""
+        for name in INIT_DATA_ANNOTATIONS:
+            value = self.annotations.get(name)
+            if value:
+                return decode_init_data(value, name)
+        return None
 
     @property
     def rootfs(self) -> Path:
@@ -119,3 +140,24 @@ class Bundle:
         pids = (self._section("linux").get("resources") or {}).get("pids") or {}
         limit = pids.get("limit") if isinstance(pids, dict) else None
         return limit if isinstance(limit, int) and limit > 0 else None
+
+
+def decode_init_data(value: str, where: str) -> str:
+    """The TOML text of an init-data annotation (base64 of the text, or of its gzip), bounded before it is
+    inflated."""
+    try:
+        raw = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise SealpodError(f"the pod's init-data ({where}) is not base64") from None
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            with gzip.GzipFile(fileobj=io.BytesIO(raw)) as unzipped:
+                raw = unzipped.read(MAX_INIT_DATA + 1)
+        except (OSError, EOFError) as err:
+            raise SealpodError(f"the pod's init-data ({where}) is not valid gzip: {err}") from None
+    if len(raw) > MAX_INIT_DATA:
+        raise SealpodError(f"the pod's init-data ({where}) is over {MAX_INIT_DATA} bytes")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SealpodError(f"the pod's init-data ({where}) is not UTF-8 text") from None

@@ -162,6 +162,7 @@ def create(invocation: Invocation, config: NodeConfig, bundle: Bundle, image: st
             netns=bundle.network_namespace(),
             start_fd=start_fd,
             cgroup_path=bundle.cgroups_path(),
+            init_data=bundle.init_data(),
         )
         env = dict(os.environ)
         if config.state_dir:

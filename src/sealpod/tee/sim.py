@@ -46,6 +46,7 @@ def report_body(
     xfrm: int = 0xE7,
     cpu_svn: bytes = bytes(SIM_TCB),
     misc_select: int = 0,
+    config_id: bytes = bytes(64),
 ) -> bytes:
     """A 384-byte SGX report body."""
     body = bytearray(REPORT_SIZE)
@@ -54,6 +55,7 @@ def report_body(
     body[48:64] = flags.to_bytes(8, "little") + xfrm.to_bytes(8, "little")
     body[64:96] = mr_enclave
     body[128:160] = mr_signer
+    body[192:256] = config_id.ljust(64, b"\0")[:64]
     struct.pack_into("<HHH", body, 256, isv_prod_id, isv_svn, 0)
     body[320:384] = report_data.ljust(64, b"\0")
     return bytes(body)
@@ -108,10 +110,11 @@ class SimPlatform:
         isv_prod_id: int = 0,
         isv_svn: int = 0,
         debug: bool = False,
+        config_id: bytes = bytes(64),
     ) -> bytes:
-        """A DCAP quote v3 for an enclave of this identity, over ``report_data``."""
-        if len(report_data) > 64 or len(mr_enclave) != 32 or len(mr_signer) != 32:
-            raise AttestationError("report_data is at most 64 bytes; mr_enclave and mr_signer are 32")
+        """A DCAP quote v3 for an enclave of this identity and CONFIGID, over ``report_data``."""
+        if len(report_data) > 64 or len(mr_enclave) != 32 or len(mr_signer) != 32 or len(config_id) > 64:
+            raise AttestationError("report_data and config_id are at most 64 bytes; mr_enclave and mr_signer are 32")
         header = struct.pack("<HHIHH", 3, 2, 0, SIM_QE_SVN, SIM_PCESVN) + INTEL_QE_VENDOR_ID + bytes(20)
         body = report_body(
             report_data=report_data,
@@ -120,15 +123,25 @@ class SimPlatform:
             isv_prod_id=isv_prod_id,
             isv_svn=isv_svn,
             flags=ATTR_INIT_MODE64 | (ATTR_DEBUG if debug else 0),
+            config_id=config_id,
         )
         signature_data = raw_signature(self.files.keys["attestation"], header + body) + self._qe_certification()
         return header + body + struct.pack("<I", len(signature_data)) + signature_data
 
     def attester(
-        self, *, mr_enclave: bytes | None = None, mr_signer: bytes | None = None, isv_prod_id: int = 0, isv_svn: int = 0
+        self,
+        *,
+        mr_enclave: bytes | None = None,
+        mr_signer: bytes | None = None,
+        isv_prod_id: int = 0,
+        isv_svn: int = 0,
+        config_id: bytes = bytes(64),
     ) -> SimAttester:
-        """An Attester for an enclave of the given identity on this platform."""
-        return SimAttester(self, mr_enclave or bytes(32), mr_signer or bytes(32), isv_prod_id, isv_svn)
+        """An Attester for an enclave of the given identity on this platform, launched with ``config_id`` (SGX's
+        CONFIGID, fixed at launch: an init-data digest)."""
+        return SimAttester(
+            self, mr_enclave or bytes(32), mr_signer or bytes(32), isv_prod_id, isv_svn, config_id=config_id
+        )
 
     def sealing_key(self, mr_enclave: bytes, mr_signer: bytes, *, policy: str = "mrenclave") -> bytes:
         """A key only this platform and this enclave identity derive (SGX EGETKEY semantics, simulated)."""
@@ -149,6 +162,7 @@ class SimAttester:
     isv_svn: int = 0
     debug: bool = False
     tee: str = "sgx"
+    config_id: bytes = bytes(64)
 
     def evidence(self, report_data: bytes) -> bytes:
         return self.platform.quote(
@@ -158,4 +172,5 @@ class SimAttester:
             isv_prod_id=self.isv_prod_id,
             isv_svn=self.isv_svn,
             debug=self.debug,
+            config_id=self.config_id,
         )

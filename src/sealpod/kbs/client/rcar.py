@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import random
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -77,12 +78,18 @@ class KbsClient:
         retries: int = 3,
         verify_tls: bool = True,
         ca_file: str | None = None,
+        ca_pem: str | None = None,
+        init_data: str | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.attester = attester
         self.key = key or ec.generate_private_key(ec.SECP256R1())
         self.retries = retries
-        self._http = httpx.Client(timeout=timeout, verify=verify_setting(verify_tls or bool(ca_file), ca_file))
+        #: The pod's init-data TOML, sent with the evidence (its digest is the evidence's CONFIGID).
+        self.init_data = init_data
+        self._http = httpx.Client(timeout=timeout, verify=verify_setting(verify_tls or bool(ca_file), ca_file, ca_pem))
+        #: One request to the KBS at a time: the API server in the enclave calls from several threads.
+        self._lock = threading.RLock()
         self._token: str | None = None
         self._token_exp = 0
 
@@ -113,6 +120,10 @@ class KbsClient:
 
     def attest(self) -> str:
         """A full handshake (auth, challenge, attest); returns and caches the token."""
+        with self._lock:
+            return self._attest()
+
+    def _attest(self) -> str:
         self._http.cookies.clear()
         challenge = self._post(
             "/kbs/v0/auth", {"version": PROTOCOL_VERSION, "tee": self.attester.tee, "extra-params": ""}, "auth"
@@ -125,10 +136,12 @@ class KbsClient:
         primary: Any = (
             {"quote": base64.b64encode(evidence).decode()} if self.attester.tee == "sgx" else json.loads(evidence)
         )
-        body = {
+        body: dict[str, Any] = {
             "runtime-data": {"nonce": nonce, "tee-pubkey": jwk},
             "tee-evidence": {"primary_evidence": primary, "additional_evidence": ""},
         }
+        if self.init_data is not None:
+            body["init-data"] = {"format": "toml", "body": self.init_data}
         token = self._post("/kbs/v0/attest", body, "attestation").json().get("token")
         if not isinstance(token, str):
             raise KbsClientError("the KBS answered attest without a token")
@@ -140,7 +153,11 @@ class KbsClient:
         return token
 
     def get_resource(self, resource: str) -> bytes:
-        """A resource's plaintext, by ``kbs:///repo/type/tag`` or ``repo/type/tag``."""
+        """A resource's plaintext, by ``kbs:///repo/type/tag`` or ``repo/type/tag`` (thread-safe)."""
+        with self._lock:
+            return self._get_resource(resource)
+
+    def _get_resource(self, resource: str) -> bytes:
         path = (
             ResourceUri.parse(resource).path
             if resource.startswith("kbs://")
@@ -149,7 +166,7 @@ class KbsClient:
         last: KbsClientError | None = None
         for attempt in range(self.retries):
             if self._token is None or self._token_exp - 10 < time.time():
-                self.attest()
+                self._attest()
             try:
                 response = self._http.get(
                     f"{self.url}/kbs/v0/resource/{path}", headers={"Authorization": f"Bearer {self._token}"}

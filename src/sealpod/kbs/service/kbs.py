@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from sealpod._internal.jose import JoseError, compact_json, key_from_jwk, unb64u
 from sealpod._internal.keyfiles import load_or_create_key
 from sealpod.attestation import default_policies, ear, rego
+from sealpod.attestation.init_data import InitData, InitDataError
 from sealpod.attestation.service import AttestationService, AttestationSettings
 from sealpod.attestation.sgx.collateral_source import CollateralSource
 from sealpod.errors import AttestationError, SealpodError
@@ -32,6 +33,7 @@ from sealpod.kbs.client.protocol import (
     parse_message,
     report_data,
 )
+from sealpod.kbs.client.protocol import InitData as ProtocolInitData
 from sealpod.kbs.client.protocol import (
     Request as AuthRequest,
 )
@@ -187,7 +189,7 @@ class Kbs:
                 policy_id=ATTESTATION_POLICY_ID,
                 references=view.references(),
                 now=int(time.time()),
-                init_data=message.init_data.model_dump() if message.init_data else None,
+                init_data=_init_data(message.init_data),
             )
         except AttestationError as err:
             self.counters["attestation_failures"] += 1
@@ -373,3 +375,15 @@ def _b64url_text(value: str) -> str:
         return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
     except (binascii.Error, ValueError, UnicodeDecodeError):
         raise KbsError("InvalidRequest", "the policy is not base64url-encoded UTF-8") from None
+
+
+def _init_data(sent: ProtocolInitData | None) -> InitData | None:
+    """The init-data of an attestation message (trustee takes only the TOML format)."""
+    if sent is None:
+        return None
+    if sent.format != "toml":
+        raise KbsError("AttestationError", f"Attestation error: unsupported init-data format {sent.format!r} (toml is)")
+    try:
+        return InitData.parse(sent.body, "the attestation's init-data")
+    except InitDataError as err:
+        raise KbsError("AttestationError", f"Attestation error: {err}", hint=err.hint) from None
