@@ -133,6 +133,42 @@ def token(
     run(action)
 
 
+@app.command("seal")
+def seal_secret(
+    resource: Annotated[str, typer.Argument(help="The KBS resource the secret is, kbs:///repository/type/tag.")],
+    key: Annotated[Path, typer.Option("--key", help="The ES256 (P-256) signing key, PEM; made when missing.")],
+    kid: Annotated[
+        str,
+        typer.Option("--kid", help="Where the KBS holds the key's public half (kbs:///...); put it there yourself."),
+    ],
+    public_out: Annotated[
+        Path | None, typer.Option("--public-out", help="Write the public key (PEM) here, to put at --kid.")
+    ] = None,
+) -> None:
+    """Print a sealed secret (CoCo's ``sealed.<JWS>``, a vault secret) naming RESOURCE: put it in a pod's env or a
+    Secret; the enclave unseals it through the KBS after attestation, and only the sealed form is ever on the host."""
+
+    def action() -> None:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        from sealpod._internal.keyfiles import load_or_create_key
+        from sealpod.kbs.client.sealed import seal
+
+        private = load_or_create_key(key, lambda: ec.generate_private_key(ec.SECP256R1()))
+        if not isinstance(private, ec.EllipticCurvePrivateKey) or private.curve.name != "secp256r1":
+            raise UsageError(f"{key} is not a P-256 private key")
+        if public_out is not None:
+            public_out.write_bytes(
+                private.public_key().public_bytes(
+                    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+                )
+            )
+        out_console.print(seal(resource, private, kid), soft_wrap=True)
+
+    run(action)
+
+
 @resource_app.command("put")
 def resource_put(
     path: Annotated[str, typer.Argument(help="repository/type/tag")],

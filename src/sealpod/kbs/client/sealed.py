@@ -9,7 +9,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from sealpod._internal.jose import JoseError, decode_jws, key_from_jwk, verify_jws
+from sealpod._internal.jose import JoseError, decode_jws, key_from_jwk, sign_es256, verify_jws
 from sealpod.errors import SealpodError
 from sealpod.kbs.client.rcar import KbsClient
 
@@ -62,3 +62,20 @@ def unseal(sealed: str, client: KbsClient) -> bytes:
         f"sealed secrets of type {payload.get('type')!r} from provider {payload.get('provider')!r} are not supported",
         hint="sealpod unseals 'vault' secrets held by the KBS",
     )
+
+
+def seal(resource: str, signing_key: ec.EllipticCurvePrivateKey, kid: str) -> str:
+    """The tenant's side: a ``sealed.<JWS>`` naming the KBS resource ``resource`` (a ``vault`` secret), signed ES256
+    by ``signing_key`` whose public key the KBS holds at ``kid`` (both ``kbs:///repository/type/tag``)."""
+    for what, uri in (("resource", resource), ("kid", kid)):
+        if not uri.startswith("kbs:///"):
+            raise SealedSecretError(f"the sealed secret's {what} must be a kbs:/// resource URI, not {uri!r}")
+    payload = {
+        "version": "0.1.0",
+        "type": "vault",
+        "name": resource,
+        "provider": "kbs",
+        "provider_settings": {},
+        "annotations": {},
+    }
+    return PREFIX + sign_es256(signing_key, {"alg": "ES256", "kid": kid}, payload)
