@@ -76,7 +76,9 @@ def _containerd(tmp_path: Path, registry: LocalRegistry, socket: Path, wrapper: 
         registries=[registry.host],
         runtimes={
             "sealpod": RuntimeHandler(
-                binary_name=handler["options"]["BinaryName"], runtime_type=handler["runtime_type"]
+                binary_name=handler["options"]["BinaryName"],
+                runtime_type=handler["runtime_type"],
+                pod_annotations=tuple(handler["pod_annotations"]),
             )
         },
         snapshotter=cri["snapshotter"],

@@ -29,11 +29,13 @@ def tenant(
     config: dict[str, object] | None = None,
     identity: tuple[bytes, bytes, int, int] = (MRE, MRS, 0, 0),
     run_policy: dict[str, object] | None = None,
+    repository: str = "tenant/app",
 ) -> str:
     """Encrypt, sign, push, and register everything with the KBS; returns the image reference.
 
-    Without a registry the image is ``oci:TMP/images:v1``, signed in the layout claiming :data:`LAYOUT_IDENTITY`,
-    under a policy scoped to that directory.
+    ``repository`` is where in the registry it goes (two tenants: two repositories). Without a registry the image
+    is ``oci:TMP/images:v1``, signed in the layout claiming :data:`LAYOUT_IDENTITY`, under a policy scoped to that
+    directory.
     """
     env = {**os.environ, "COSIGN_PASSWORD": "pw"}
     image_from_tars(
@@ -58,7 +60,7 @@ def tenant(
         )
     )
     env["OCICRYPT_KEYPROVIDER_CONFIG"] = str(provider_config)
-    image = f"{registry.host}/tenant/app:v1" if registry else f"oci:{tmp_path / 'images'}:v1"
+    image = f"{registry.host}/{repository}:v1" if registry else f"oci:{tmp_path / 'images'}:v1"
     requirement: dict[str, object] = {"type": "sigstoreSigned", "keyPath": "kbs:///default/cosign-key/1"}
     if registry:
         transports = {"docker": {registry.host: [requirement]}}

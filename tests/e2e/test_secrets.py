@@ -16,6 +16,7 @@ from pathlib import Path
 from sealpod.enclave.measure import measure
 from sealpod.kbs.client.admin import AdminClient
 from sealpod.oci.localregistry import LocalRegistry
+from tests.conftest import need, run_tool
 from tests.e2e.tenant import tenant
 from tests.e2e.test_run import _image_layers
 from tests.helpers import file_contains
@@ -250,3 +251,46 @@ def _children(pid: int) -> list[int]:
         if not more:
             return sorted(out)
         out |= more
+
+
+def test_a_plain_image_in_place_of_the_tenants_encrypted_one_is_refused_when_the_run_policy_requires_encryption(
+    registry: LocalRegistry,
+    kbs_factory: Callable[..., KbsProcess],
+    node: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    server = kbs_factory()
+    me = measure(Path(node["SEALPOD_STATE_DIR"]) / "enclave-signing-key.pem")
+    config = {"Entrypoint": ["/bin/sh", "-c"], "Cmd": ["echo ran-$(busybox cat /app/secret.txt)"]}
+    identity = (me.mr_enclave, me.mr_signer, me.isv_prod_id, me.isv_svn)
+    run_policy = {"require_encrypted_layers": True}
+    image = tenant(
+        tmp_path, registry, server.url, layers=_image_layers(), config=config, identity=identity, run_policy=run_policy
+    )
+    # the host's swap: the same content unencrypted, even signed with the tenant's key (so that the signature
+    # policy alone would pass it)
+    plain = image.replace(":v1", ":plain")
+    run_tool(need("skopeo"), "copy", "--dest-tls-verify=false", f"oci:{tmp_path / 'plain'}:v1", f"docker://{plain}")
+    signed = subprocess.run(
+        [SEALPOD, "image", "sign", plain, "--key", str(tmp_path / "cosign.key"), "--tls-verify=false"],
+        capture_output=True,
+        text=True,
+        env={**node, "COSIGN_PASSWORD": "pw"},
+        check=False,
+    )
+    assert signed.returncode == 0, signed.stderr
+    flags = ("--kbs", server.url, "--sim", "--tls-verify=false", "--no-pool")
+    encrypted = subprocess.run([SEALPOD, "run", image, *flags], capture_output=True, text=True, env=node, check=False)
+    assert encrypted.returncode == 0, encrypted.stderr
+    assert encrypted.stdout.startswith("ran-")
+    swapped = subprocess.run([SEALPOD, "run", plain, *flags], capture_output=True, text=True, env=node, check=False)
+    assert swapped.returncode == 125
+    assert "unencrypted layer(s)" in swapped.stderr
+    assert "requires encrypted layers" in swapped.stderr
+    assert "ran-" not in swapped.stdout
+    # without the requirement the signed plain image runs: it is the run policy that refused it
+    with AdminClient(server.url) as admin:
+        admin.put_resource("default/run-policy/test", json.dumps({"require_encrypted_layers": False}).encode())
+    allowed = subprocess.run([SEALPOD, "run", plain, *flags], capture_output=True, text=True, env=node, check=False)
+    assert allowed.returncode == 0, allowed.stderr
+    assert allowed.stdout.startswith("ran-")
