@@ -34,6 +34,8 @@ def test_allowed_names_and_everything() -> None:
         (b'{"allow_command": "yes"}', "allow_command must be true or false"),
         (b'{"allow_env": [1]}', "allow_env must be true, false or a list of names"),
         (b'{"allow_cmd": true}', "unknown fields: allow_cmd"),
+        (b'{"allow_volumes": ["data"]}', "allow_volumes must be true, false or a list of absolute paths"),
+        (b'{"allow_volumes": "/data"}', "allow_volumes must be true, false or a list of absolute paths"),
     ],
 )
 def test_malformed_policies_are_refused_by_field(raw: bytes, message: str) -> None:
@@ -58,3 +60,22 @@ def test_a_pods_variables_pass_only_as_the_policy_allows_and_the_rest_are_droppe
     assert listed.pod_env(pod_env, image_env) == (["PORT=8080"], ["KUBERNETES_SERVICE_HOST", "LD_PRELOAD"])
     # a value the image does not have is a change even for a name the image sets
     assert RunPolicy().pod_env(["MODE=debug"], image_env) == ([], ["MODE"])
+
+
+def test_volumes_by_default_only_where_the_image_has_nothing_or_at_the_node_s_files() -> None:
+    policy = RunPolicy()
+    policy.check_volume("/data", False, WHERE)
+    policy.check_volume("/etc/resolv.conf", True, WHERE)
+    with pytest.raises(RunPolicyError, match="a volume at /usr/bin: it would cover what the image holds there"):
+        policy.check_volume("/usr/bin", True, WHERE)
+
+
+def test_volumes_the_tenant_lists_nowhere_or_anywhere() -> None:
+    listed = RunPolicy.parse(b'{"allow_volumes": ["/srv/"]}', WHERE)
+    listed.check_volume("/srv", True, WHERE)
+    listed.check_volume("/srv/www", True, WHERE)
+    with pytest.raises(RunPolicyError, match="does not list it in allow_volumes"):
+        listed.check_volume("/srvx", False, WHERE)
+    with pytest.raises(RunPolicyError, match="allows no volumes"):
+        RunPolicy.parse(b'{"allow_volumes": false}', WHERE).check_volume("/data", False, WHERE)
+    RunPolicy.parse(b'{"allow_volumes": true}', WHERE).check_volume("/usr/bin", True, WHERE)

@@ -15,16 +15,18 @@ from sealpod.enclave.measure import measure
 from sealpod.kbs.client.admin import AdminClient
 from sealpod.oci.localregistry import LocalRegistry
 from tests.cri.containerd import CriClient
+from tests.cri.proto import cri_subset_pb2 as pb
 from tests.cri.test_cri_sealpod import _containerd, _files_holding, _runtime_wrapper, snapshotter  # noqa: F401
 from tests.e2e.tenant import tenant
 from tests.e2e.test_run import _image_layers
-from tests.e2e.test_secrets import _seal
+from tests.e2e.test_secrets import _seal, _secret_volume
 from tests.kbs.conftest import KbsProcess
 
 INIT_DATA_ANNOTATION = "io.katacontainers.config.runtime.cc_init_data"
 SCRIPT = (
     "echo api=$(busybox wget -q -O - http://127.0.0.1:8006/cdh/resource/default/tenant/secret | busybox sha256sum);"
-    ' echo env=$(echo -n "$SEALED_VAR" | busybox sha256sum); busybox sleep 2; echo done'
+    ' echo env=$(echo -n "$SEALED_VAR" | busybox sha256sum);'
+    " echo file=$(busybox cat /etc/tenant/password | busybox sha256sum); busybox sleep 2; echo done"
 )
 
 
@@ -62,6 +64,11 @@ def _init_data(kbs_url: str) -> str:
     return base64.b64encode(gzip.compress(text.encode())).decode()
 
 
+def _secret_mount(path: Path) -> pb.Mount:
+    """A read-only volume at /etc/tenant, as the kubelet gives a Secret volume."""
+    return pb.Mount(container_path="/etc/tenant", host_path=str(path), readonly=True)
+
+
 def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -89,8 +96,17 @@ def test_two_tenants_run_pods_on_one_node_each_with_its_own_kbs_and_secrets(
         )
         for image, pod in ((image_a, pod_a), (image_b, pod_b)):
             cri.pull_image(image, pod_id=pod)
-        app_a = cri.create_container(pod_a, "app", image_a, env={"SEALED_VAR": sealed_a})
-        app_b = cri.create_container(pod_b, "app", image_b, env={"SEALED_VAR": sealed_b})
+        # each pod's Secret volume holds a sealed secret (a file laid out as the kubelet lays one out)
+        volumes = {
+            who: _secret_volume(tmp_path / who / "secret", {"password": s})
+            for who, s in (("a", sealed_a), ("b", sealed_b))
+        }
+        app_a = cri.create_container(
+            pod_a, "app", image_a, env={"SEALED_VAR": sealed_a}, mounts=[_secret_mount(volumes["a"])]
+        )
+        app_b = cri.create_container(
+            pod_b, "app", image_b, env={"SEALED_VAR": sealed_b}, mounts=[_secret_mount(volumes["b"])]
+        )
         cri.start_container(app_a)
         cri.start_container(app_b)
         log_a = Path(cri.container_status(app_a).log_path)
@@ -102,6 +118,8 @@ def test_two_tenants_run_pods_on_one_node_each_with_its_own_kbs_and_secrets(
             assert status.exit_code == 0, lines
             assert f"api={_sha(f'api-secret-of-{who}-4e1f')} -" in lines, lines
             assert f"env={_sha(f'sealed-secret-of-{who}-8a2c')} -" in lines, lines
+            assert f"file={_sha(f'sealed-secret-of-{who}-8a2c')} -" in lines, lines
+            assert (volumes[who] / "password").read_text().startswith("sealed.")  # the host's copy stays sealed
 
         # the host points tenant A's pod at tenant B's image: A's signature policy refuses B's signer
         crossed = cri.create_container(pod_a, "crossed", image_b, env={"SEALED_VAR": sealed_b})

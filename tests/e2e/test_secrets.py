@@ -294,3 +294,95 @@ def test_a_plain_image_in_place_of_the_tenants_encrypted_one_is_refused_when_the
     allowed = subprocess.run([SEALPOD, "run", plain, *flags], capture_output=True, text=True, env=node, check=False)
     assert allowed.returncode == 0, allowed.stderr
     assert allowed.stdout.startswith("ran-")
+
+
+def _secret_volume(root: Path, files: dict[str, str]) -> Path:
+    """A directory laid out as the kubelet lays out a Secret volume: the files in a timestamped directory,
+    ``..data`` pointing at it, and a symlink per key."""
+    data = root / "..2026_12_06_10_00_00.000000001"
+    data.mkdir(parents=True)
+    for name, content in files.items():
+        (data / name).write_text(content)
+        (root / name).symlink_to(f"..data/{name}")
+    (root / "..data").symlink_to(data.name)
+    return root
+
+
+def test_sealed_files_in_a_read_only_volume_are_unsealed_in_the_enclave_and_the_host_keeps_the_sealed_form(
+    registry: LocalRegistry,
+    kbs_factory: Callable[..., KbsProcess],
+    node: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    server = kbs_factory()
+    me = measure(Path(node["SEALPOD_STATE_DIR"]) / "enclave-signing-key.pem")
+    sealed_db = _seal(tmp_path, "kbs:///default/db/password", node)
+    sealed_gone = _seal(tmp_path, "kbs:///default/gone/password", node)
+    config = {"Entrypoint": ["/bin/sh", "-c"], "Cmd": ["true"]}
+    image = tenant(
+        tmp_path,
+        registry,
+        server.url,
+        layers=_image_layers(),
+        config=config,
+        identity=(me.mr_enclave, me.mr_signer, me.isv_prod_id, me.isv_svn),
+        run_policy={"allow_command": True},
+    )
+    with AdminClient(server.url) as admin:
+        admin.put_resource("default/sealing/pub", (tmp_path / "sealing.pub").read_bytes())
+        admin.put_resource("default/db/password", DB_PASSWORD)
+    secrets = _secret_volume(tmp_path / "secret-vol", {"password": sealed_db + "\n", "mode": "plain-config"})
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    (scratch / "sealed-but-rw").write_text(sealed_db)
+    script = (
+        "echo pw=$(busybox cat /etc/app/password); echo mode=$(busybox cat /etc/app/mode);"
+        " echo rw=$(busybox cat /work/sealed-but-rw | busybox cut -c1-7); echo made > /work/out;"
+        " echo ro=$(busybox touch /etc/app/x 2>/dev/null && echo writable || echo read-only)"
+    )
+    args = [SEALPOD, "run", image, "--kbs", server.url, "--sim", "--tls-verify=false", "--no-pool"]
+    volumes = ["-v", f"{secrets}:/etc/app:ro", "-v", f"{scratch}:/work"]
+    proc = subprocess.run([*args, *volumes, script], capture_output=True, text=True, env=node, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    values = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
+    assert values["pw"] == DB_PASSWORD.decode()  # through the kubelet's symlinks, unsealed
+    assert values["mode"] == "plain-config"  # a file that is not sealed is what the host wrote
+    assert values["rw"] == "sealed."  # a writable volume is the host's: nothing in it is unsealed
+    assert values["ro"] == "read-only"
+    assert (scratch / "out").read_text() == "made\n"  # and the workload's writes reach it
+    assert "unsealed 1 file(s) in the volumes" in proc.stderr
+    # the host's copy is still the sealed form, and no plaintext reached the host's disk
+    assert (secrets / "password").read_text() == sealed_db + "\n"
+    for root in (Path(node["SEALPOD_STATE_DIR"]), tmp_path):
+        for path in root.rglob("*"):
+            if path.is_file() and not path.is_symlink() and not path.name.startswith("kbs.sqlite"):
+                assert not file_contains(path, DB_PASSWORD), path
+
+    # a sealed file whose secret the KBS does not hold stops the start, naming the file
+    (secrets / "..2026_12_06_10_00_00.000000001" / "mode").write_text(sealed_gone)
+    proc = subprocess.run([*args, *volumes, script], capture_output=True, text=True, env=node, timeout=120, check=False)
+    assert proc.returncode == 125
+    assert "the sealed secret in the file /etc/app/" in proc.stderr
+    assert "cannot be unsealed" in proc.stderr
+    assert "pw=" not in proc.stdout
+
+    # a volume over what the image holds (its /app) is refused by the default run policy, naming the path
+    proc = subprocess.run(
+        [*args, "-v", f"{scratch}:/app", "busybox ls /app"], capture_output=True, text=True, env=node, check=False
+    )
+    assert proc.returncode == 125
+    assert "a volume at /app: it would cover what the image holds there" in proc.stderr
+    # unless the tenant lists it
+    with AdminClient(server.url) as admin:
+        admin.put_resource(
+            "default/run-policy/test", json.dumps({"allow_command": True, "allow_volumes": ["/app"]}).encode()
+        )
+    proc = subprocess.run(
+        [*args, "-v", f"{scratch}:/app", "busybox ls /app"], capture_output=True, text=True, env=node, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "sealed-but-rw" in proc.stdout
+    # and a malformed volume is refused before anything starts
+    bad = subprocess.run([*args, "-v", "relative-only"], capture_output=True, text=True, env=node, check=False)
+    assert bad.returncode != 0
+    assert "is not SOURCE:DESTINATION[:ro]" in bad.stderr

@@ -29,6 +29,7 @@ from sealpod.agent.secrets import is_sealed, unseal_environment
 from sealpod.attestation.init_data import InitData
 from sealpod.boundary.request import BootRequest
 from sealpod.kbs.client.rcar import KbsClient
+from sealpod.kbs.client.sealed import unseal
 from sealpod.oci.pull import PullResult
 from sealpod.tee import Attester
 
@@ -93,6 +94,10 @@ class PreparedRun:
     env: list[str] = field(default_factory=list)
     #: The names of the pod's variables the run policy dropped.
     dropped: list[str] = field(default_factory=list)
+
+    def unseal(self, sealed: str) -> bytes:
+        """The secret behind the sealed secret ``sealed.<JWS>``, through the run's attested session."""
+        return unseal(sealed, self.client)
 
     def close(self) -> None:
         """End the KBS session (the volume is the caller's to close)."""

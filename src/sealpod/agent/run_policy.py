@@ -10,8 +10,11 @@ Either could make a confidential workload print its secrets, so both are refused
 ``allow_env`` is ``true`` (any variable), ``false`` (none, the default) or the names that may be set. ``cdh_api``
 switches the workload's CDH resource API on (the default, as in CoCo: the KBS's resource policy decides what it
 releases) or off; ``cdh_resources`` restricts it to the listed resources. ``require_encrypted_layers`` refuses an
-image with any layer that is not encrypted (a host that swaps the tenant's image for a plain one). No policy in the
-KBS means the defaults.
+image with any layer that is not encrypted (a host that swaps the tenant's image for a plain one). ``allow_volumes``
+says where the host may mount volumes: ``true`` (anywhere), ``false`` (nowhere) or the destinations (a volume at or
+below one); by default only where the image has nothing (a missing path or an empty directory) and at the files the
+node manages (``/etc/hosts``, ``/etc/hostname``, ``/etc/resolv.conf``), so that no volume can replace the image's
+programs. No policy in the KBS means the defaults.
 """
 
 from __future__ import annotations
@@ -24,7 +27,11 @@ from sealpod.kbs.client.protocol import check_resource_path
 from sealpod.oci.models import ImageConfig
 
 DEFAULT_RUN_POLICY_URI = "kbs:///default/run-policy/test"
-FIELDS = frozenset({"allow_command", "allow_env", "cdh_api", "cdh_resources", "require_encrypted_layers"})
+FIELDS = frozenset(
+    {"allow_command", "allow_env", "allow_volumes", "cdh_api", "cdh_resources", "require_encrypted_layers"}
+)
+#: The files the node manages in every container (containerd's CRI mounts them): a volume may cover the image's.
+NODE_FILES = frozenset({"/etc/hosts", "/etc/hostname", "/etc/resolv.conf"})
 
 
 class RunPolicyError(SealpodError):
@@ -41,6 +48,8 @@ class RunPolicy:
     #: The resource paths (``repository/type/tag``) the CDH API may answer; None: any the KBS releases.
     cdh_resources: frozenset[str] | None = None
     require_encrypted_layers: bool = False
+    #: Where volumes may go: True anywhere, False nowhere, destinations, or None (where the image has nothing).
+    allow_volumes: bool | frozenset[str] | None = None
 
     @classmethod
     def parse(cls, raw: bytes, where: str) -> RunPolicy:
@@ -60,12 +69,18 @@ class RunPolicy:
             if not isinstance(resources, list) or not all(isinstance(item, str) for item in resources):
                 raise RunPolicyError(f"run policy {where}: cdh_resources must be a list of kbs:/// resource paths")
             resources = frozenset(_resource_path(item, where) for item in resources)
+        volumes = data.get("allow_volumes")
+        if isinstance(volumes, list) and all(isinstance(item, str) and item.startswith("/") for item in volumes):
+            volumes = frozenset(item.rstrip("/") or "/" for item in volumes)
+        elif volumes is not None and not isinstance(volumes, bool):
+            raise RunPolicyError(f"run policy {where}: allow_volumes must be true, false or a list of absolute paths")
         return cls(
             command,
             env,
             cdh_api=_flag(data, "cdh_api", True, where),
             cdh_resources=resources,
             require_encrypted_layers=_flag(data, "require_encrypted_layers", False, where),
+            allow_volumes=volumes,
         )
 
     def allows_variable(self, name: str) -> bool:
@@ -88,6 +103,27 @@ class RunPolicy:
                 "does not allow it",
                 hint=f'the tenant can list the names in "allow_env" at {where}',
             )
+
+    def check_volume(self, destination: str, covers: bool, where: str) -> None:
+        """Refuse a volume at ``destination`` the policy does not allow (``covers``: the image holds something
+        there)."""
+        allowed = self.allow_volumes
+        if allowed is True:
+            return
+        if allowed is None:
+            if not covers or destination in NODE_FILES:
+                return
+            reason = "it would cover what the image holds there, and the tenant's run policy does not allow that"
+        elif allowed is False:
+            reason = "the tenant's run policy allows no volumes"
+        elif any(destination == path or destination.startswith(path.rstrip("/") + "/") for path in allowed):
+            return
+        else:
+            reason = "the tenant's run policy does not list it in allow_volumes"
+        raise RunPolicyError(
+            f"the host asked for a volume at {destination}: {reason}",
+            hint=f'the tenant can allow it with {{"allow_volumes": ["{destination}"]}} at {where}',
+        )
 
     def pod_argv(self, argv: list[str], image_argv: list[str], where: str) -> list[str] | None:
         """A pod spec's whole command line: ``None`` when it is the image's own, else it if the policy allows it."""

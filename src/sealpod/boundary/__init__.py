@@ -2,6 +2,7 @@
 
 - :data:`ENCLAVE_MODULE`: the module the host starts as the enclave (``python -m``; under Gramine on SGX);
 - :mod:`.request`: :class:`~sealpod.boundary.request.BootRequest`, what the host asks the enclave to run;
+- :mod:`.volumes`: :class:`~sealpod.boundary.volumes.VolumeSpec`, a host path the enclave binds into the rootfs;
 - :mod:`.channel`: the datagram channel between ``sealpod run`` and a pre-launched enclave.
 
 Nothing in it is secret, and it imports nothing that handles keys: the host side may import it, and the enclave

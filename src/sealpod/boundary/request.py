@@ -9,6 +9,7 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+from sealpod.boundary.volumes import VolumeSpec
 from sealpod.errors import SealpodError
 
 
@@ -44,6 +45,8 @@ class BootRequest:
     cgroup_path: str | None = None
     #: The pod's init-data (CoCo's TOML; nothing secret): its digest is bound into the evidence.
     init_data: str | None = None
+    #: Host paths to bind into the rootfs, ``SOURCE:DESTINATION[:ro]`` (:class:`~sealpod.boundary.volumes.VolumeSpec`).
+    volumes: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
         """The request as the host passes it on the enclave's command line."""
@@ -70,7 +73,12 @@ class BootRequest:
         for name, value in asdict(request).items():
             if not _TYPES[name](value):
                 raise SealpodError(f"malformed boot request: {name} has the wrong type ({type(value).__name__})")
+        request.volume_specs()
         return request
+
+    def volume_specs(self) -> list[VolumeSpec]:
+        """The volumes, parsed (a malformed one is refused by name)."""
+        return [VolumeSpec.parse(item) for item in self.volumes]
 
     def to_values(self) -> dict[str, object]:
         """The request as a JSON-ready object (what :meth:`from_values` reads)."""
@@ -105,4 +113,5 @@ _TYPES: dict[str, Callable[[object], bool]] = {
     "start_fd": _optional(int),
     "cgroup_path": _optional(str),
     "init_data": _optional(str),
+    "volumes": _strings,
 }

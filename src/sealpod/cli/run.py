@@ -23,6 +23,16 @@ def run(
         list[str] | None,
         typer.Option("-e", "--env", help="NAME=VALUE added to the image's Env, if the run policy allows NAME."),
     ] = None,
+    volume: Annotated[
+        list[str] | None,
+        typer.Option(
+            "-v",
+            "--volume",
+            help="SOURCE:DESTINATION[:ro] binds a host path into the workload's rootfs; in a read-only volume each "
+            "file holding only a sealed secret (sealed.<JWS>) is unsealed in the enclave. Where volumes may go is "
+            "the tenant's run policy's (allow_volumes).",
+        ),
+    ] = None,
     name: Annotated[
         str | None, typer.Option("--name", help="The container's name and hostname [default: generated].")
     ] = None,
@@ -100,7 +110,9 @@ def run(
             pids=pids,
             rootfs=rootfs,
             init_data=_read_init_data(init_data) if init_data else None,
+            volumes=[_absolute_volume(item) for item in volume or []],
         )
+        request.volume_specs()
         if detach:
             from sealpod.runtime.containers import create, start_detached
 
@@ -130,3 +142,11 @@ def _read_init_data(path: Path) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise UsageError(f"the init-data {path} is not UTF-8 text") from None
+
+
+def _absolute_volume(item: str) -> str:
+    """``-v``'s value with a relative source made absolute (as podman does)."""
+    source, sep, rest = item.partition(":")
+    if sep and source and not source.startswith("/"):
+        return f"{Path(source).resolve()}:{rest}"
+    return item

@@ -16,12 +16,14 @@ from sealpod._internal.cgroups import Limits, join_container, valid_container_pa
 from sealpod.agent.cdh_api import PORT as CDH_PORT
 from sealpod.agent.cdh_api import CdhApi
 from sealpod.agent.run import prepare_run
+from sealpod.agent.run_policy import DEFAULT_RUN_POLICY_URI
 from sealpod.attestation.init_data import InitData
 from sealpod.boundary.request import BootRequest
 from sealpod.enclave import sandbox
 from sealpod.enclave.measure import running_identity
 from sealpod.enclave.rootfs import GocryptfsRootfs, MemoryRootfs, private_mount_namespace
 from sealpod.enclave.sealing import sealing_key
+from sealpod.enclave.volumes import MountedVolumes, mount_volumes
 from sealpod.enclave.workload import workload_for
 from sealpod.enclave.workload_net import WorkloadNetwork, workload_network
 from sealpod.errors import SealpodError
@@ -89,6 +91,7 @@ def boot(request: BootRequest) -> int:
     volume = prepared.volume
     network: WorkloadNetwork | None = None
     api: CdhApi | None = None
+    mounted: MountedVolumes | None = None
     try:
         if prepared.reused:
             print(
@@ -98,6 +101,14 @@ def boot(request: BootRequest) -> int:
             )
         if prepared.dropped:
             print(f"sealpod: the run policy drops the host's variables {', '.join(prepared.dropped)}", file=sys.stderr)
+        mounted = mount_volumes(
+            volume.rootfs,
+            request.volume_specs(),
+            prepared.unseal,
+            lambda spec, covers: prepared.run_policy.check_volume(spec.destination, covers, DEFAULT_RUN_POLICY_URI),
+        )
+        if mounted.unsealed:
+            print(f"sealpod: unsealed {len(mounted.unsealed)} file(s) in the volumes", file=sys.stderr)
         workload = workload_for(
             prepared.result.image.config, volume.rootfs, request.command, prepared.env, prepared.argv
         )
@@ -134,6 +145,8 @@ def boot(request: BootRequest) -> int:
             api.close()
         if network is not None:
             network.close()
+        if mounted is not None:
+            mounted.close()
         prepared.close()
         volume.close()
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from sealpod._internal.cgroups import valid_container_path
 from sealpod._internal.jsonio import load_object
+from sealpod.boundary.volumes import RESERVED
 from sealpod.errors import SealpodError
 from sealpod.runtime.snapshotter import read_marker
 
@@ -107,6 +108,27 @@ class Bundle:
         """Every variable containerd set (the image's, the pod's, the kubelet's)."""
         env = self.process.get("env") or []
         return [str(e) for e in env] if isinstance(env, list) else []
+
+    def volumes(self) -> list[str]:
+        """The bundle's bind mounts as ``SOURCE:DESTINATION[:ro]`` (the pod's volumes and the node's /etc/hosts,
+        /etc/hostname, /etc/resolv.conf); the enclave makes /proc, /sys and /dev itself, so mounts there and of
+        other kinds are left out."""
+        out = []
+        for mount in self.spec.get("mounts") or []:
+            if not isinstance(mount, dict):
+                continue
+            source, destination = mount.get("source"), mount.get("destination")
+            options = [o for o in mount.get("options") or [] if isinstance(o, str)]
+            if not isinstance(source, str) or not isinstance(destination, str):
+                continue
+            if mount.get("type") not in (None, "bind", "none") or not {"bind", "rbind"} & set(options):
+                continue
+            if ":" in source or ":" in destination or not source.startswith("/"):
+                raise SealpodError(f"the bundle's mount {source} -> {destination} cannot be passed to the enclave")
+            if any(destination == top or destination.startswith(top + "/") for top in RESERVED):
+                continue
+            out.append(f"{source}:{destination}:{'ro' if 'ro' in options else 'rw'}")
+        return out
 
     def terminal(self) -> bool:
         """Whether the container wants a tty."""

@@ -163,6 +163,7 @@ def create(invocation: Invocation, config: NodeConfig, bundle: Bundle, image: st
             start_fd=start_fd,
             cgroup_path=bundle.cgroups_path(),
             init_data=bundle.init_data(),
+            volumes=bundle.volumes(),
         )
         env = dict(os.environ)
         if config.state_dir:
