@@ -5,6 +5,7 @@ happen for the stated reasons, and everything the demo started is stopped; with 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,13 @@ def _check_the_flow(proc: subprocess.CompletedProcess[str], unsigned: str, store
     assert "hello from inside the enclave" in proc.stdout
     assert "I am uid 1000, pid 1, on host demo, in /app" in proc.stdout
     assert "secret: the plaintext of this file only ever exists inside the enclave" in proc.stdout
+    # the secrets only the KBS held: over the CDH API, and the image's sealed Env unsealed
+    token = re.search(r"from the KBS over the CDH API: (api-token-[0-9a-f]{12})$", proc.stdout, re.M)
+    password = re.search(r"sealed env DB_PASSWORD, unsealed: (db-[0-9a-f]{12})$", proc.stdout, re.M)
+    assert token, proc.stdout
+    assert password, proc.stdout
+    assert proc.stdout.count(token.group(0)) == 2
+    assert proc.stdout.count(password.group(0)) == 2
     # the refusals, each naming the check that failed
     assert f"{unsigned} has no sigstoreSigned signatures" in output
     assert "PolicyDeny" in output
@@ -36,7 +44,8 @@ def _check_the_flow(proc: subprocess.CompletedProcess[str], unsigned: str, store
     files = [path for path in store.rglob("*") if path.is_file()]
     assert files
     for path in files:
-        assert SECRET not in path.read_bytes(), path
+        for needle in (SECRET, token.group(1).encode(), password.group(1).encode()):
+            assert needle not in path.read_bytes(), path
     for started in (store, demo_dir / "kbs"):
         leftover = subprocess.run(["pgrep", "-f", str(started)], capture_output=True, check=False)
         assert leftover.returncode == 1, f"the demo left {started} running"

@@ -37,6 +37,10 @@ if TYPE_CHECKING:
 DEMO_PLATFORM = "linux/amd64"
 KEK_ID = "kbs:///default/image-kek/demo"
 COSIGN_KEY_PATH = "default/cosign-key/demo"
+#: The workload's secrets in the KBS: one it asks for over the CDH API, one its image's Env names sealed.
+API_TOKEN_PATH = "default/demo/api-token"  # noqa: S105 - a resource path, not a secret
+DB_PASSWORD_PATH = "default/demo/db-password"  # noqa: S105 - a resource path, not a secret
+SEALING_KEY_PATH = "default/demo/sealing-pub"
 PASSPHRASE = b"sealpod-demo"
 #: The docker reference a layout image's signature claims (a layout has none of its own); the policy requires it.
 LAYOUT_IDENTITY = "localhost/sealpod-demo/hello:v1"
@@ -169,6 +173,37 @@ def _register(kbs: EmbeddedKbs, base: Path, image: str, public_pem: bytes, mr_en
         admin.set_reference(values)
 
 
+class _Secrets:
+    """The demo workload's secrets: random values for the KBS, and a sealed reference for the image's Env."""
+
+    def __init__(self, api_token: bytes, db_password: bytes, sealed: str, public_pem: bytes) -> None:
+        self.api_token, self.db_password, self.sealed, self.public_pem = api_token, db_password, sealed, public_pem
+
+    @classmethod
+    def make(cls) -> _Secrets:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        from sealpod.kbs.client.sealed import seal
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        public_pem = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        sealed = seal(f"kbs:///{DB_PASSWORD_PATH}", key, f"kbs:///{SEALING_KEY_PATH}")
+        return cls(
+            f"api-token-{os.urandom(6).hex()}".encode(), f"db-{os.urandom(6).hex()}".encode(), sealed, public_pem
+        )
+
+    def register(self, kbs: EmbeddedKbs) -> None:
+        from sealpod.kbs.client.admin import AdminClient
+
+        with AdminClient(kbs.url) as admin:
+            admin.put_resource(API_TOKEN_PATH, self.api_token)
+            admin.put_resource(DB_PASSWORD_PATH, self.db_password)
+            admin.put_resource(SEALING_KEY_PATH, self.public_pem)
+
+
 def _run_enclave(request: BootRequest) -> int:
     from sealpod.runtime.launch import run_enclave
 
@@ -248,6 +283,10 @@ def demo(
         server: LocalRegistry | None = None
         kbs: EmbeddedKbs | None = None
         try:
+            _step("Tenant: making the workload's secrets (they go only to the KBS) and sealing a reference to one")
+            secrets = _Secrets.make()
+            _say(f"{DB_PASSWORD_PATH} and {API_TOKEN_PATH}; the image's Env gets DB_PASSWORD={secrets.sealed[:24]}...")
+
             _step("Tenant: building the sample application image (busybox base, the app, a whiteout layer)")
             layout_dir = base / "layout"
             shutil.rmtree(layout_dir, ignore_errors=True)
@@ -259,7 +298,7 @@ def demo(
                     "Entrypoint": ["/app/hello.sh"],
                     "WorkingDir": "/app",
                     "User": "app",
-                    "Env": ["GREETING=hello from inside the enclave"],
+                    "Env": ["GREETING=hello from inside the enclave", f"DB_PASSWORD={secrets.sealed}"],
                 },
             )
             _say(f"plain image in {layout_dir}")
@@ -291,6 +330,7 @@ def demo(
 
             _step("Tenant: registering the KEK, the cosign public key, the signature policy and the reference values")
             _register(kbs, base, image, public_pem)
+            secrets.register(kbs)
             _say(f"signature policy: {json.dumps(_policy_transports(image))}, everything else rejected")
 
             request = BootRequest(image=image, kbs_url=kbs.url, allow_sim=True, registry_tls_verify=False, name="demo")
@@ -298,7 +338,8 @@ def demo(
             code = _run_enclave(request)
             if code != 0:
                 raise SealpodError(f"the workload failed with exit status {code}")
-            _say("the workload ran as the image's user, in its own namespaces, on a rootfs only the enclave sees")
+            _say("the workload ran as the image's user, in its own namespaces, on a rootfs only the enclave sees;")
+            _say("it printed two secrets only the KBS held: the host and the image had the sealed reference only")
 
             _step("Host view: the rootfs on the host's disk is gocryptfs ciphertext; its key is sealed to the enclave")
             volumes = sorted((base / "state" / "rootfs").glob("*/cipher"))
