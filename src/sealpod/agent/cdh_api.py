@@ -53,7 +53,13 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    wbufsize = -1  # buffered: the status line, headers and body leave in one write when the request is done
     server_version = f"sealpod-cdh/{__version__}"
+
+    def setup(self) -> None:
+        super().setup()
+        # without this, Nagle's algorithm and the client's delayed ACK can add 40 ms to an answer
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("cdh api: " + format, *args)
