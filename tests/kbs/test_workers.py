@@ -10,6 +10,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
+import pytest
+
 from sealpod.kbs.serving.shared_counters import SharedCounters
 from sealpod.kbs.serving.workers import ACCEPT_AHEAD, SHED_ABOVE, STALE_NS, ConnectionShares
 from tests.kbs.conftest import KbsProcess
@@ -218,3 +221,21 @@ def test_metrics_on_any_worker_count_every_workers_requests(kbs_factory: Callabl
     finally:
         for sock in socks:
             sock.close()
+
+
+def test_workers_die_with_a_killed_master_and_a_restart_binds_the_same_port(
+    kbs_factory: Callable[..., KbsProcess],
+) -> None:
+    server = kbs_factory(workers=2)
+    workers = _workers(server)
+    server.kill("kill")  # kill -9 of the master: no chance to stop its workers itself
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in workers):
+        time.sleep(0.05)
+    alive = [pid for pid in workers if Path(f"/proc/{pid}").exists()]
+    assert alive == [], f"workers {alive} outlived their master"
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{server.url}/healthz", timeout=1)  # nobody serves the old configuration any more
+    server.start()  # the same port, the same configuration: it comes up
+    assert httpx.get(f"{server.url}/healthz", timeout=2).status_code == 200
+    assert len(_workers(server)) == 2

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import os
+import signal
 import subprocess
+
+_PR_SET_PDEATHSIG = 1
 
 
 def stop_process(process: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
@@ -17,3 +23,13 @@ def stop_process(process: subprocess.Popen[bytes] | None, timeout: float = 10.0)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def die_with_parent(parent: int, signum: int = signal.SIGKILL) -> None:
+    """Have the kernel send ``signum`` to this process when its parent thread exits (``PR_SET_PDEATHSIG``), and
+    exit at once if the parent, ``parent``, is already gone (it died between the fork and this call)."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, ctypes.c_ulong(signum), 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+    if os.getppid() != parent:
+        os._exit(1)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
+from sealpod._internal.processes import die_with_parent
 from sealpod.kbs.serving.http_protocol import CoalescingHttpToolsProtocol, find_fast_rcar
 from sealpod.kbs.serving.shared_counters import SharedCounters
 
@@ -245,10 +246,14 @@ def serve_workers(host: str, port: int, workers: int, certfile: str | None, keyf
     shares = ConnectionShares(workers)
     counters = SharedCounters(workers)
     pids = []
+    master = os.getpid()
     for index in range(workers):
         pid = os.fork()
         if pid == 0:
             try:
+                # a worker must not outlive its master (a kill -9 of it): it would go on serving the old
+                # configuration and keys on the port, and a new master could not bind it
+                die_with_parent(master)
                 server = BalancedServer(_config(certfile, keyfile, _BalancedProtocol), sock, shares, index, counters)
                 _BalancedProtocol.balancer = server
                 server.run(sockets=[sock])
