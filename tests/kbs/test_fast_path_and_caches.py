@@ -84,9 +84,12 @@ def test_fast_path_answers_as_the_routes_do(kbs_factory: Callable[..., KbsProces
     assert auth.status_code == 200
     assert auth.headers["content-type"] == "application/json"
     assert auth.headers["set-cookie"].endswith("; Path=/kbs; HttpOnly")
-    with AdminClient(server.url) as admin:  # insecure admin mode: an anonymous GET is the admin's plain read
+    with AdminClient(server.url) as admin:
         admin.put_resource("default/key/plain", b"\x00raw")
-    plain = httpx.get(f"{server.url}/kbs/v0/resource/default/key/plain")
+    # as trustee: the resource GET is for attested TEEs only, even in insecure admin mode
+    anonymous = httpx.get(f"{server.url}/kbs/v0/resource/default/key/plain")
+    assert error_of(anonymous)[:2] == (401, "TokenNotFound")
+    plain = httpx.get(f"{server.url}/kbs/v0/admin/resource/default/key/plain")  # the admin's own endpoint
     assert (plain.content, plain.headers["content-type"]) == (b"\x00raw", "application/octet-stream")
     metrics = httpx.get(f"{server.url}/metrics").text
     assert "sealpod_kbs_requests_auth_total 2" in metrics  # the 405 is Starlette's, before any handler

@@ -16,6 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
 
+from sealpod._internal.jsonio import JsonRefusal, strict_loads
+
 CURVES: dict[str, ec.EllipticCurve] = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1(), "P-521": ec.SECP521R1()}
 CURVE_NAMES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
 
@@ -142,7 +144,9 @@ def decode_jws(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes
     if len(parts) != 3:
         raise JoseError("a compact JWS has three dot-separated parts")
     try:
-        header, payload = json.loads(unb64u(parts[0], "JWS header")), json.loads(unb64u(parts[1], "JWS payload"))
+        header, payload = strict_loads(unb64u(parts[0], "JWS header")), strict_loads(unb64u(parts[1], "JWS payload"))
+    except JsonRefusal as err:
+        raise JoseError(f"JWS header or payload is not strict JSON: {err}") from None
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise JoseError("JWS header or payload is not JSON") from None
     if not isinstance(header, dict) or not isinstance(payload, dict):

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from sealpod._internal.files import read_bounded
 from sealpod._internal.jsonio import load_object
 from sealpod.errors import InvalidReferenceError, PolicyError, SignatureError
 from sealpod.oci.reference import ImageReference, parse_reference
@@ -24,6 +25,8 @@ from sealpod.signature.identity import KINDS, SignedIdentity
 
 DEFAULT_POLICY_PATH = Path("/etc/containers/policy.json")
 MAX_POLICY_BYTES = 4 * 1024 * 1024
+#: The largest key file a policy may name (a GPG keyring of many keys stays well under it).
+MAX_KEY_BYTES = 1024 * 1024
 UNNAMED_IDENTITIES = "an image without a docker reference needs exactReference or exactRepository"
 
 #: Resolves a ``kbs://`` keyPath to the key's bytes (the enclave passes the KBS client's getter).
@@ -268,11 +271,13 @@ def _read_key(path: str, where: str, base: Path | None, getter: ResourceGetter |
         if getter is None:
             raise PolicyError(f"policy: {where} is a kbs:// URI, which only the enclave (with a KBS) can resolve")
         return getter(path)
+    if "\0" in path:
+        raise PolicyError(f"policy: {where} holds a NUL byte")
     full = Path(path) if Path(path).is_absolute() or base is None else base / path
     try:
-        return full.read_bytes()
-    except OSError as err:
-        raise PolicyError(f"policy: {where}: cannot read {full}: {err.strerror}") from None
+        return read_bounded(full, MAX_KEY_BYTES, f"policy: {where}", PolicyError)
+    except FileNotFoundError:
+        raise PolicyError(f"policy: {where}: {full} does not exist") from None
 
 
 def _requirement(value: Any, where: str, base: Path | None, getter: ResourceGetter | None) -> Requirement:
@@ -388,7 +393,7 @@ def load_policy(path: Path | None, *, getter: ResourceGetter | None = None) -> P
     """Read ``path``, else /etc/containers/policy.json; refuse (with the way out) when there is none."""
     chosen = path or DEFAULT_POLICY_PATH
     try:
-        raw = chosen.read_bytes()
+        raw = read_bounded(chosen, MAX_POLICY_BYTES, "policy", PolicyError)
     except FileNotFoundError:
         if path is not None:
             raise PolicyError(f"policy file {path} does not exist") from None

@@ -14,11 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sealpod._internal.files import read_bounded
 from sealpod.errors import PolicyError
 from sealpod.oci.reference import ImageReference
 
 SYSTEM_DIR = Path("/etc/containers/registries.d")
 _SECTION_KEYS = {"lookaside", "lookaside-staging", "sigstore", "sigstore-staging", "use-sigstore-attachments"}
+
+#: The largest registries.d file read.
+MAX_CONFIG_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +78,9 @@ class RegistriesD:
             return config
         for path in sorted(directory.glob("*.yaml")):
             try:
-                data = yaml.safe_load(path.read_text()) or {}
-            except (OSError, yaml.YAMLError) as err:
+                text = read_bounded(path, MAX_CONFIG_BYTES, "registries.d", PolicyError).decode("utf-8")
+                data = yaml.safe_load(text) or {}
+            except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as err:
                 raise PolicyError(f"registries.d: cannot read {path}: {err}") from None
             if not isinstance(data, dict):
                 raise PolicyError(f"registries.d: {path} must hold a mapping")

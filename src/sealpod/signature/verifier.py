@@ -9,6 +9,7 @@ from urllib.parse import unquote, urlparse
 
 import httpx
 
+from sealpod._internal.files import read_bounded
 from sealpod.errors import KeyFileError, SignatureError
 from sealpod.oci.reference import ImageReference
 from sealpod.signature import gpg, sigstore
@@ -26,21 +27,25 @@ def read_lookaside(url: str) -> bytes | None:
     if parsed.scheme == "file":
         path = Path(unquote(parsed.path))
         try:
-            data = path.read_bytes()
+            data = read_bounded(path, gpg.MAX_SIGNATURE_BYTES, "lookaside signature", SignatureError)
         except FileNotFoundError:
             return None
-        except OSError as err:
-            raise SignatureError(f"cannot read signature {path}: {err.strerror}") from None
     elif parsed.scheme in ("http", "https"):
         try:
-            response = httpx.get(url, timeout=30.0, follow_redirects=True)
+            with httpx.stream("GET", url, timeout=30.0, follow_redirects=True) as response:
+                if response.status_code == 404:
+                    return None
+                if response.status_code != 200:
+                    raise SignatureError(f"signature store answered {response.status_code} for {url}")
+                chunks, total = [], 0
+                for chunk in response.iter_bytes():
+                    chunks.append(chunk)
+                    total += len(chunk)
+                    if total > gpg.MAX_SIGNATURE_BYTES:
+                        break  # refused below, without reading the rest
+                data = b"".join(chunks)
         except httpx.TransportError as err:
             raise SignatureError(f"cannot fetch signature {url}: {err}") from None
-        if response.status_code == 404:
-            return None
-        if response.status_code != 200:
-            raise SignatureError(f"signature store answered {response.status_code} for {url}")
-        data = response.content
     else:
         raise SignatureError(f"unsupported lookaside URL scheme {parsed.scheme!r} in {url}")
     if len(data) > gpg.MAX_SIGNATURE_BYTES:

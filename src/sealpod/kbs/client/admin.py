@@ -50,7 +50,7 @@ class AdminClient:
 
     def get_resource(self, path: str) -> bytes:
         path = check_resource_path(*path.split("/", 2))
-        return self._call("GET", f"/kbs/v0/resource/{path}", f"reading {path}").content
+        return self._call("GET", f"/kbs/v0/admin/resource/{path}", f"reading {path}").content
 
     def delete_resource(self, path: str) -> None:
         path = check_resource_path(*path.split("/", 2))

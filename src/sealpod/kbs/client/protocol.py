@@ -11,11 +11,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from sealpod._internal.jsonio import JsonRefusal, strict_loads
 from sealpod.errors import SealpodError
 
 PROTOCOL_VERSION = "0.4.0"
 ERROR_TYPE_PREFIX = "https://github.com/confidential-containers/kbs/errors/"
 SESSION_COOKIE = "kbs-session-id"
+#: The longest resource path component: trustee's resource store keeps each as a file name (NAME_MAX).
+MAX_RESOURCE_COMPONENT = 255
 RESOURCE_COMPONENT = re.compile(r"^[a-zA-Z0-9_\-]+[a-zA-Z0-9_\-.]*$")
 
 
@@ -76,7 +79,13 @@ class Attestation(_Message):
 def parse_message(model: type[_Message], raw: bytes, what: str) -> Any:
     """Validate a request body; refusals are trustee's ``InvalidRequest`` naming the field."""
     try:
-        return model.model_validate_json(raw)
+        data = strict_loads(raw)
+    except JsonRefusal as err:
+        raise KbsError("InvalidRequest", f"malformed {what}: not strict JSON: {err}") from None
+    except (UnicodeDecodeError, ValueError) as err:
+        raise KbsError("InvalidRequest", f"malformed {what}: not JSON: {err}") from None
+    try:
+        return model.model_validate(data)
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(body)"
@@ -126,6 +135,12 @@ def report_data(
 def check_resource_path(repository: str, kind: str, tag: str) -> str:
     """``repo/type/tag`` after checking each component as trustee does."""
     for part in (repository, kind, tag):
+        if len(part) > MAX_RESOURCE_COMPONENT:
+            raise KbsError(
+                "InvalidRequestPath",
+                f"resource path component {part[:32]!r}... is {len(part)} characters, over {MAX_RESOURCE_COMPONENT}",
+                hint="trustee keeps each component as a file name, which is at most 255 bytes",
+            )
         if not RESOURCE_COMPONENT.match(part):
             raise KbsError(
                 "InvalidRequestPath",

@@ -3,7 +3,6 @@ or RSA-OAEP-256), A256GCM, protected header ``alg`` first, then ``enc``, then th
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -14,6 +13,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
 from sealpod._internal.jose import JoseError, b64u, compact_json, concat_kdf, key_from_jwk, public_jwk, unb64u
+from sealpod._internal.jsonio import strict_loads
 
 ECDH_ALG = "ECDH-ES+A256KW"
 RSA_ALG = "RSA-OAEP-256"
@@ -62,8 +62,8 @@ def encrypt_to_key(plaintext: bytes, key: Any) -> dict[str, str]:
 def decrypt(jwe: dict[str, Any], private_key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
     """Open a resource response with the TEE's private key (the client side)."""
     try:
-        header = json.loads(unb64u(jwe.get("protected"), "protected"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        header = strict_loads(unb64u(jwe.get("protected"), "protected"))
+    except (UnicodeDecodeError, ValueError):
         raise JoseError("the JWE protected header is not JSON") from None
     if not isinstance(header, dict) or header.get("enc") != "A256GCM":
         raise JoseError(

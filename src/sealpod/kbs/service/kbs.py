@@ -19,6 +19,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from sealpod._internal.jose import JoseError, compact_json, key_from_jwk, unb64u
+from sealpod._internal.jsonio import strict_loads
 from sealpod._internal.keyfiles import load_or_create_key
 from sealpod.attestation import default_policies, ear, rego
 from sealpod.attestation.init_data import InitData, InitDataError
@@ -233,20 +234,20 @@ class Kbs:
 
     def release_resource(
         self, path: str, endpoint: str, authorization: str | None, session_id: str | None, query: dict[str, str]
-    ) -> dict[str, str] | bytes:
-        """GET a resource: the plain bytes for an admin, else a JWE to the TEE's key when the token and the
-        resource policy allow. ``session_id`` is None without a session cookie; ``endpoint`` is ``GET /path``."""
+    ) -> dict[str, str]:
+        """GET a resource: a JWE to the TEE's key when the attestation token and the resource policy allow, as
+        trustee answers it: never plaintext, and an admin's token is not an attestation token (the admin reads a
+        resource with :meth:`admin_resource`, on its own endpoint). ``session_id`` is None without a session
+        cookie; ``endpoint`` is ``GET /path``."""
         authorization = authorization or ""
-        anonymous = not authorization and session_id is None
         bearer = authorization[len("Bearer ") :] if authorization.startswith("Bearer ") else None
-        if (anonymous and self.admin.insecure) or (
-            bearer is not None and self.issued.get(bearer) is None and _is_admin_token(bearer)
-        ):
-            self.admin.check(authorization or None, endpoint)
-            stored = self.storage.get_resource(path)
-            if stored is None:
-                raise KbsError("PluginInternalError", f"Plugin internal error: resource {path} does not exist")
-            return stored
+        if bearer is not None and self.issued.get(bearer) is None and _is_admin_token(bearer):
+            raise KbsError(
+                "TokenVerifierError",
+                "Token Verifier error: an admin token is not an attestation token; GET /kbs/v0/resource releases "
+                "resources to attested TEEs only, encrypted to their key",
+                hint="an admin reads a resource at GET /kbs/v0/admin/resource/<path> (sealpod kbs resource get)",
+            )
         claims, tee_key = self._token_claims(authorization, session_id)
         data = {"plugin": "resource", "resource-path": path.split("/"), "query": query}
         view = self.admin_data.view()
@@ -285,6 +286,13 @@ class Kbs:
 
     # -- admin operations (the caller checked the admin's authorization) ---------------------------------------
 
+    def admin_resource(self, path: str) -> bytes:
+        """The stored bytes of the resource at ``path``, for the admin (sealpod's admin-only endpoint)."""
+        stored = self.storage.get_resource(path)
+        if stored is None:
+            raise KbsError("PluginInternalError", f"Plugin internal error: resource {path} does not exist")
+        return stored
+
     def put_resource(self, path: str, value: bytes) -> None:
         """Store the resource at ``path`` (``repository/type/tag``)."""
         self.storage.put_resource(path, value)
@@ -300,7 +308,7 @@ class Kbs:
 
     def set_attestation_policy(self, body: bytes) -> None:
         """Set an attestation policy from trustee's ``{"type":"rego","policy_id":..,"policy":"<base64url>"}``."""
-        message = json.loads(body or b"{}")
+        message = _admin_message(body, "attestation policy")
         if message.get("type", "rego") != "rego" or not isinstance(message.get("policy"), str):
             raise KbsError(
                 "InvalidRequest", 'attestation policy must be {"type":"rego","policy_id":..,"policy":"<base64url>"}'
@@ -315,7 +323,7 @@ class Kbs:
 
     def set_resource_policy(self, body: bytes) -> None:
         """Set the resource policy from trustee's ``{"policy":"<base64url>"}``."""
-        message = json.loads(body or b"{}")
+        message = _admin_message(body, "resource policy")
         if not isinstance(message.get("policy"), str):
             raise KbsError("InvalidRequest", 'resource policy must be {"policy":"<base64url>"}')
         text = _b64url_text(message["policy"])
@@ -328,7 +336,7 @@ class Kbs:
 
     def set_reference_values(self, body: bytes) -> None:
         """Register reference values from trustee's sample RVPS message (base64 JSON of names to value lists)."""
-        message = json.loads(body or b"{}")
+        message = _admin_message(body, "reference value message")
         if message.get("type") != "sample" or not isinstance(message.get("payload"), str):
             raise KbsError(
                 "InvalidRequest",
@@ -336,8 +344,8 @@ class Kbs:
                 '"sample","payload":"<base64 of {name: [values]}>"}',
             )
         try:
-            payload = json.loads(base64.b64decode(message["payload"]))
-        except (binascii.Error, ValueError):
+            payload = strict_loads(base64.b64decode(message["payload"]))
+        except (binascii.Error, ValueError, RecursionError):
             raise KbsError("InvalidRequest", "reference value payload is not base64 JSON") from None
         if not isinstance(payload, dict) or not all(isinstance(v, list) for v in payload.values()):
             raise KbsError("InvalidRequest", "reference value payload must map names to lists of values")
@@ -359,6 +367,17 @@ def _already_attested(session: Session, evidence_digest: str) -> tuple[dict[str,
         "Attestation error: this session is already attested with other evidence",
         hint="start a new handshake with /kbs/v0/auth",
     )
+
+
+def _admin_message(body: bytes, what: str) -> dict[str, Any]:
+    """An admin request's JSON object (strict: a key twice, a lone surrogate and the like are refused)."""
+    try:
+        message = strict_loads(body or b"{}")
+    except (UnicodeDecodeError, ValueError) as err:
+        raise KbsError("InvalidRequest", f"the {what} is not strict JSON: {err}") from None
+    if not isinstance(message, dict):
+        raise KbsError("InvalidRequest", f"the {what} must be a JSON object")
+    return message
 
 
 def _is_admin_token(token: str) -> bool:

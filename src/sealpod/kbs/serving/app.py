@@ -64,9 +64,13 @@ class _Endpoints:
             request.cookies.get(SESSION_COOKIE),
             dict(request.query_params),
         )
-        if isinstance(released, bytes):
-            return Response(released, media_type="application/octet-stream")
         return JSONResponse(released)
+
+    async def admin_resource(self, request: Request) -> Response:
+        p = request.path_params
+        path = check_resource_path(p["repository"], p["type"], p["tag"])
+        self._admin(request)
+        return Response(self.kbs.admin_resource(path), media_type="application/octet-stream")
 
     async def attestation_policy(self, request: Request) -> Response:
         self._admin(request)

@@ -32,7 +32,6 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 log = logging.getLogger(__name__)
 _JSON = (b"content-type", b"application/json")
-_OCTETS = (b"content-type", b"application/octet-stream")
 _TEXT = (b"content-type", b"text/plain; charset=utf-8")
 
 
@@ -176,8 +175,6 @@ class FastRcar:
             cookie_value(headers),
             query,
         )
-        if isinstance(released, bytes):
-            return _OCTETS, released
         return _JSON, compact_json(released)
 
     async def _body(self, receive: Receive) -> bytes:

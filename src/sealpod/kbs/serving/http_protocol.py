@@ -27,6 +27,15 @@ from sealpod.kbs.client.protocol import KbsError
 from sealpod.kbs.serving.fast_lane import Answer, FastRcar, first_values
 
 log = logging.getLogger(__name__)
+#: A request must not sit idle (no byte of its head or body) for longer than this, as actix-web (trustee's server)
+#: times out a client's request head, in seconds...
+REQUEST_IDLE_TIMEOUT = 5.0
+#: ...and must be whole within this: a declared Content-Length the client never sends does not hold a connection.
+REQUEST_TIMEOUT = 60.0
+_TIMED_OUT = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 42\r\nconnection: close\r\n\r\nthe request did not arrive in time: closed"
+)
 _SERVER_ERROR = (
     b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/plain; charset=utf-8\r\n"
     b"content-length: 21\r\nconnection: close\r\n\r\nInternal Server Error"
@@ -94,10 +103,45 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     _fast_size = 0
     _closing = False
     _deferred = False
+    _timer: asyncio.TimerHandle | None = None
+    _started = 0.0
+    _last_data = 0.0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(cast(asyncio.Transport, _CoalescingTransport(transport, self.loop)))
         self._fast_app = find_fast_rcar(self.app)
+
+    def data_received(self, data: bytes) -> None:
+        self._last_data = self.loop.time()
+        super().data_received(data)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._started = self._last_data = self.loop.time()
+        if self._timer is None:
+            self._timer = self.loop.call_later(REQUEST_IDLE_TIMEOUT, self._check_arrival)
+
+    def _check_arrival(self) -> None:
+        """Close a connection whose request stalled (idle too long) or is too slow overall, with a 408."""
+        self._timer = None
+        now = self.loop.time()
+        idle_until = self._last_data + REQUEST_IDLE_TIMEOUT
+        whole_until = self._started + REQUEST_TIMEOUT
+        if now < min(idle_until, whole_until):
+            self._timer = self.loop.call_later(min(idle_until, whole_until) - now, self._check_arrival)
+            return
+        if not self.transport.is_closing():
+            self.transport.write(_TIMED_OUT)
+            self.transport.close()
+
+    def _arrived(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._arrived()
+        super().connection_lost(exc)
 
     def on_headers_complete(self) -> None:
         self._fast = None
@@ -123,6 +167,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             self._fast_body.append(body)
 
     def on_message_complete(self) -> None:
+        self._arrived()
         name, fast_app = self._fast, self._fast_app
         if name is None or fast_app is None:
             super().on_message_complete()

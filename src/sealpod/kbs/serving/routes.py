@@ -32,6 +32,8 @@ ROUTES: tuple[Endpoint, ...] = (
     Endpoint("/kbs/v0/auth", ("POST",), "auth", fast=("POST",)),
     Endpoint("/kbs/v0/attest", ("POST",), "attest", fast=("POST",)),
     Endpoint("/kbs/v0/resource/{repository}/{type}/{tag}", ("GET", "POST", "DELETE"), "resource", fast=("GET",)),
+    # sealpod's own: the admin reads a resource as stored (trustee's resource GET is for attested TEEs only)
+    Endpoint("/kbs/v0/admin/resource/{repository}/{type}/{tag}", ("GET",), "admin_resource"),
     Endpoint("/kbs/v0/attestation-policy", ("POST", "GET"), "attestation_policy"),
     Endpoint("/kbs/v0/attestation-policy/{policy_id}", ("GET",), "attestation_policy"),
     Endpoint("/kbs/v0/resource-policy", ("POST", "GET"), "resource_policy"),
