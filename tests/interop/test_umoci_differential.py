@@ -121,3 +121,59 @@ def test_sealpod_unpacks_what_umoci_unpacks(
     assert ours["recreated"][0] == "dir"
     assert ours["usr/share/doc/readme"][5] == 2  # hardlinked
     assert os.getxattr(tmp_path / "rootfs/xattr-file", "user.comment") == b"hello"
+
+
+def _global_header_tar() -> bytes:
+    """Two files after a PAX global header naming a path: applying it would make them one file."""
+    import io
+    import tarfile
+
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT, pax_headers={"path": "merged"}) as tar:
+        for name, data in (("first", b"1"), ("second", b"2")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def _umoci_unpack(tmp_path: Path, layers: list[bytes]) -> tuple[int, dict[str, tuple[object, ...]] | None, str]:
+    umoci = need("umoci")
+    image_from_tars(tmp_path / "umoci-layout", "edge", layers)
+    import subprocess
+
+    proc = subprocess.run(
+        [umoci, "unpack", "--image", f"{tmp_path / 'umoci-layout'}:edge", str(tmp_path / "bundle")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    tree = snapshot(tmp_path / "bundle" / "rootfs") if proc.returncode == 0 else None
+    return proc.returncode, tree, proc.stderr
+
+
+def _ours(tmp_path: Path, layers: list[bytes]) -> dict[str, tuple[object, ...]]:
+    from sealpod.oci.source import LayoutStore
+
+    image_from_tars(tmp_path / "ours-layout", "edge", layers)
+    pull(LayoutStore(str(tmp_path / "ours-layout"), "edge"), tmp_path / "rootfs", parse_platform("linux/amd64"))
+    return snapshot(tmp_path / "rootfs")
+
+
+def test_a_pax_global_header_is_ignored_as_containerd_and_go_do_while_umoci_refuses(tmp_path: Path) -> None:
+    layers = [_global_header_tar()]
+    code, _, _ = _umoci_unpack(tmp_path, layers)
+    assert code != 0, "umoci refuses a layer with a PAX global header"
+    ours = _ours(tmp_path, layers)
+    # each entry keeps its own name: the tree a Go-based scanner (archive/tar) and containerd see
+    assert ours["first"][4] == b"1"
+    assert ours["second"][4] == b"2"
+    assert "merged" not in ours
+
+
+def test_a_symlink_followed_during_unpack_makes_the_tree_umoci_makes(tmp_path: Path) -> None:
+    layers = [make_tar([E("a", "symlink", link="x/../../.."), E("a/b/f", data=b"through the link")])]
+    code, theirs, err = _umoci_unpack(tmp_path, layers)
+    assert code == 0, err
+    assert theirs is not None
+    assert _ours(tmp_path, layers) == theirs

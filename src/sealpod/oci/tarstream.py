@@ -131,7 +131,6 @@ class TarStream:
         self.entries = 0
         self.total_bytes = 0
         self._pending = 0
-        self._global_pax: dict[str, bytes] = {}
 
     def _read_meta(self, size: int, offset: int, what: str) -> bytes:
         if size > self.limits.max_meta_bytes:
@@ -177,13 +176,15 @@ class TarStream:
                 if typeflag == _PAX:
                     pax.update(_parse_pax(data, offset))
                 elif typeflag == _PAX_GLOBAL:
-                    self._global_pax.update(_parse_pax(data, offset))
+                    # ignored, as Go's archive/tar, containerd and containers/storage ignore it (umoci refuses the
+                    # layer): applied, it would make the tree sealpod runs differ from the one a scanner sees
+                    _parse_pax(data, offset)
                 elif typeflag == _GNU_LONGNAME:
                     long_name = _string(data)
                 else:
                     long_link = _string(data)
                 continue
-            entry = self._entry(header, typeflag, size, offset, {**self._global_pax, **pax}, long_name, long_link)
+            entry = self._entry(header, typeflag, size, offset, pax, long_name, long_link)
             pax, long_name, long_link = {}, None, None
             self.entries += 1
             if self.entries > self.limits.max_entries:

@@ -75,13 +75,16 @@ class RootfsWriter:
     def resolve_dir(self, path: str, *, create: bool) -> str | None:
         """The host path of directory ``path`` (clean, absolute, rootfs-relative), following symlinks in-root.
 
-        Missing directories are created when ``create``, else None is returned.
+        A missing component is taken lexically, as umoci's securejoin takes it (a later ``..`` undoes it, so
+        ``a -> x/../..`` makes no ``x``); the missing directories of the result are created when ``create``, else
+        None is returned.
         """
         cached = self._dir_cache.get(path)
         if cached is not None:
             return cached
         pending = [part for part in reversed(path.split("/")) if part]
         current: list[str] = []
+        existing = 0  # how many leading components of ``current`` exist
         hops = 0
         while pending:
             part = pending.pop()
@@ -90,15 +93,15 @@ class RootfsWriter:
             if part == "..":
                 if current:
                     current.pop()
+                    existing = min(existing, len(current))
+                continue
+            if existing < len(current):  # below a missing directory: missing too
+                current.append(part)
                 continue
             host = self._host([*current, part])
             try:
                 st = os.lstat(host)
             except FileNotFoundError:
-                if not create:
-                    return None
-                os.mkdir(host, 0o755)
-                self._upper.add(host)
                 current.append(part)
                 continue
             if stat.S_ISLNK(st.st_mode):
@@ -107,12 +110,20 @@ class RootfsWriter:
                     raise UnsafeLayerError(f"too many levels of symbolic links resolving {path!r}")
                 target = os.readlink(host)
                 if target.startswith("/"):
-                    current = []
+                    current, existing = [], 0
                 pending.extend(part for part in reversed(target.split("/")) if part)
                 continue
             if not stat.S_ISDIR(st.st_mode):
                 raise UnsafeLayerError(f"cannot resolve {path!r}: /{'/'.join([*current, part])} is not a directory")
             current.append(part)
+            existing += 1
+        if existing < len(current):
+            if not create:
+                return None
+            for depth in range(existing + 1, len(current) + 1):
+                made = self._host(current[:depth])
+                os.mkdir(made, 0o755)
+                self._upper.add(made)
         host = self._host(current)
         self._dir_cache[path] = host
         return host
