@@ -29,6 +29,8 @@ from sealpod.oci.source import (
     parse_location,
     resolve,
 )
+from sealpod.oci.tarstream import TarLimits
+from sealpod.oci.unpack import UnpackOptions
 from sealpod.ocicrypt.layers import DecryptionKeys, LayerDecryption
 from sealpod.signature.policy import ImageUnderCheck, parse_policy
 from sealpod.signature.registriesd import RegistriesD, Section
@@ -66,11 +68,14 @@ class VerifiedImage:
     resolved: ResolvedImage
     client: KbsClient
 
-    def fetch_into(self, rootfs: Path) -> PullResult:
-        """Pull, decrypt (KEKs from the KBS) and unpack the verified image into ``rootfs``."""
+    def fetch_into(self, rootfs: Path, limits: TarLimits | None = None) -> PullResult:
+        """Pull, decrypt (KEKs from the KBS) and unpack the verified image into ``rootfs``, each layer within
+        ``limits`` (the defaults when None)."""
         check_target(rootfs.absolute())
         keys = DecryptionKeys(kek_getter=self.client.get_resource)
-        return unpack_image(self.store, self.resolved, rootfs, transform=LayerDecryption(self.resolved.manifest, keys))
+        options = UnpackOptions(limits=limits or TarLimits())
+        transform = LayerDecryption(self.resolved.manifest, keys)
+        return unpack_image(self.store, self.resolved, rootfs, options=options, transform=transform)
 
     def close(self) -> None:
         self.store.close()

@@ -168,7 +168,7 @@ def prepare_run(
                 else:
                     if held is not None:
                         volume.discard()
-                    result = verified.fetch_into(volume.rootfs)
+                    result = verified.fetch_into(volume.rootfs, run_policy.unpack_limits())
                     volume.mark_pulled(resolved.manifest_digest)
             except BaseException:
                 volume.close(remove=held is None)

@@ -14,7 +14,8 @@ image with any layer that is not encrypted (a host that swaps the tenant's image
 says where the host may mount volumes: ``true`` (anywhere), ``false`` (nowhere) or the destinations (a volume at or
 below one); by default only where the image has nothing (a missing path or an empty directory) and at the files the
 node manages (``/etc/hosts``, ``/etc/hostname``, ``/etc/resolv.conf``), so that no volume can replace the image's
-programs. No policy in the KBS means the defaults.
+programs. ``max_size`` and ``max_entries`` bound what one layer may unpack to (bytes, entries; default 256 GiB and
+1,000,000). No policy in the KBS means the defaults.
 """
 
 from __future__ import annotations
@@ -25,10 +26,20 @@ from sealpod._internal.jsonio import load_object
 from sealpod.errors import SealpodError
 from sealpod.kbs.client.protocol import check_resource_path
 from sealpod.oci.models import ImageConfig
+from sealpod.oci.tarstream import TarLimits
 
 DEFAULT_RUN_POLICY_URI = "kbs:///default/run-policy/test"
 FIELDS = frozenset(
-    {"allow_command", "allow_env", "allow_volumes", "cdh_api", "cdh_resources", "require_encrypted_layers"}
+    {
+        "allow_command",
+        "allow_env",
+        "allow_volumes",
+        "cdh_api",
+        "cdh_resources",
+        "require_encrypted_layers",
+        "max_size",
+        "max_entries",
+    }
 )
 #: The files the node manages in every container (containerd's CRI mounts them): a volume may cover the image's.
 NODE_FILES = frozenset({"/etc/hosts", "/etc/hostname", "/etc/resolv.conf"})
@@ -50,6 +61,9 @@ class RunPolicy:
     require_encrypted_layers: bool = False
     #: Where volumes may go: True anywhere, False nowhere, destinations, or None (where the image has nothing).
     allow_volumes: bool | frozenset[str] | None = None
+    #: Most bytes one layer may unpack to, and most entries it may hold (None: the unpacker's defaults).
+    max_size: int | None = None
+    max_entries: int | None = None
 
     @classmethod
     def parse(cls, raw: bytes, where: str) -> RunPolicy:
@@ -81,6 +95,16 @@ class RunPolicy:
             cdh_resources=resources,
             require_encrypted_layers=_flag(data, "require_encrypted_layers", False, where),
             allow_volumes=volumes,
+            max_size=_bound(data, "max_size", where),
+            max_entries=_bound(data, "max_entries", where),
+        )
+
+    def unpack_limits(self) -> TarLimits:
+        """The per-layer bounds of the pull (``max_size``, ``max_entries``; the unpacker's defaults otherwise)."""
+        defaults = TarLimits()
+        return TarLimits(
+            max_entries=self.max_entries or defaults.max_entries,
+            max_total_bytes=self.max_size or defaults.max_total_bytes,
         )
 
     def allows_variable(self, name: str) -> bool:
@@ -157,6 +181,15 @@ def image_argv(config: ImageConfig) -> list[str]:
     """The image's own Entrypoint followed by its Cmd."""
     container = config.config
     return [*(container.entrypoint or []), *(container.cmd or [])] if container else []
+
+
+def _bound(data: dict[str, object], name: str, where: str) -> int | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise RunPolicyError(f"run policy {where}: {name} must be a positive integer")
+    return value
 
 
 def _flag(data: dict[str, object], name: str, default: bool, where: str) -> bool:

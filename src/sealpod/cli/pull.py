@@ -22,6 +22,7 @@ from sealpod.cli.policy import PolicyOption, RegistriesDOption, enforce
 if TYPE_CHECKING:
     from sealpod.oci.models import Platform
     from sealpod.oci.source import ResolvedImage
+    from sealpod.oci.tarstream import TarLimits
 
 PlatformOption = Annotated[
     str | None,
@@ -43,6 +44,13 @@ def pull(
     tls_verify: TlsVerify = "true",
     ca_file: CaFile = None,
     allow_devices: Annotated[bool, typer.Option(help="Create device nodes from the layers (root only).")] = False,
+    max_size: Annotated[
+        str | None,
+        typer.Option("--max-size", help="Most bytes one layer may unpack to, e.g. 2g [default: 256g]."),
+    ] = None,
+    max_entries: Annotated[
+        int | None, typer.Option("--max-entries", help="Most entries one layer may hold [default: 1000000].")
+    ] = None,
     policy: PolicyOption = None,
     registries_d: RegistriesDOption = None,
     insecure_policy: Annotated[
@@ -88,7 +96,7 @@ def pull(
                     store,
                     resolved,
                     rootfs,
-                    options=UnpackOptions(allow_devices=allow_devices),
+                    options=UnpackOptions(allow_devices=allow_devices, limits=unpack_limits(max_size, max_entries)),
                     events=events,
                     transform=transform,
                 )
@@ -174,3 +182,17 @@ def inspect(
             out_console.print(f"  {layer.digest}  {layer.size:>12,}  {layer.media_type}")
 
     run(action)
+
+
+def unpack_limits(max_size: str | None, max_entries: int | None) -> TarLimits:
+    """The per-layer bounds ``--max-size`` and ``--max-entries`` ask for (the defaults where not given)."""
+    from sealpod.cli.common import parse_size
+    from sealpod.errors import UsageError
+    from sealpod.oci.tarstream import TarLimits
+
+    defaults = TarLimits()
+    size = parse_size(max_size) if max_size else defaults.max_total_bytes
+    entries = max_entries if max_entries is not None else defaults.max_entries
+    if size <= 0 or entries <= 0:
+        raise UsageError("--max-size and --max-entries must be positive")
+    return TarLimits(max_entries=entries, max_total_bytes=size)

@@ -5,6 +5,17 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
+#: The smallest run of zeros written as a hole.
+SPARSE_MIN = 64 * 1024
+
+
+def _all_zero(view: memoryview) -> bool:
+    """Whether ``view`` holds only zeros: a sample of every 4,096th byte first, so that data costs almost nothing."""
+    sample = view[::4096].tobytes()
+    if sample.count(0) != len(sample):
+        return False
+    return view.tobytes() == bytes(len(view))
+
 
 class TruncatedError(EOFError):
     """The stream ended before the bytes that were asked for."""
@@ -51,17 +62,26 @@ class ChunkReader:
         return self.read_exact(size)
 
     def copy_to_fd(self, fd: int, count: int) -> None:
-        """Write the next ``count`` bytes to ``fd``."""
+        """Write the next ``count`` bytes to ``fd`` (a new file, at offset 0); a chunk of at least
+        :data:`SPARSE_MIN` zeros becomes a hole (a seek), so that a layer of zeros does not fill the disk."""
         need = count
+        hole = False
         while need:
             if not self._view and not self._fill():
                 raise TruncatedError(f"stream ended {need} bytes short at offset {self.position + count - need}")
             take = self._view[:need]
-            written = 0
-            while written < len(take):
-                written += os.write(fd, take[written:])
+            if len(take) >= SPARSE_MIN and _all_zero(take):
+                os.lseek(fd, len(take), os.SEEK_CUR)
+                hole = True
+            else:
+                written = 0
+                while written < len(take):
+                    written += os.write(fd, take[written:])
+                hole = False
             self._view = self._view[len(take) :]
             need -= len(take)
+        if hole:  # the file ends in a hole: its size is where the last seek left it
+            os.ftruncate(fd, os.lseek(fd, 0, os.SEEK_CUR))
         self.position += count
 
     def skip(self, count: int) -> None:
