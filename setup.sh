@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 APT_PACKAGES=(python3 python3-venv python3-pip ca-certificates docker-registry skopeo umoci runc gnupg gpgv zstd apache2-utils
-              postgresql busybox-static libseccomp2 gocryptfs fuse3 e2fsprogs containerd containernetworking-plugins)
+              postgresql busybox-static libseccomp2 gocryptfs fuse3 e2fsprogs containerd containernetworking-plugins
+              time)
 
 # the interpreter of the python3 package above, whatever else is first on PATH: a pyenv build (no PGO/LTO) measured
 # 10-20% more CPU per KBS handshake on this code (bench/kbs_load.py)
