@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from common import SEALPOD, need_tools
+from sealpod._internal.processes import descendants
 from sealpod.enclave.measure import measure
 from sealpod.kbs.client.admin import AdminClient
 from sealpod.kbs.serving.embedded import EmbeddedKbs
@@ -99,16 +100,7 @@ def _workload_netns(root: int) -> str:
     """The network namespace of the workload (the process below ``root`` in a pid namespace of its own)."""
     mine = os.readlink("/proc/self/ns/pid")
     for _ in range(100):
-        parents: dict[int, int] = {}
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                except (OSError, ValueError):
-                    continue
-        below = {root}
-        while more := {pid for pid, parent in parents.items() if parent in below} - below:
-            below |= more
+        below = descendants(root)
         for pid in below:
             try:
                 if os.readlink(f"/proc/{pid}/ns/pid") != mine:

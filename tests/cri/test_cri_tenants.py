@@ -11,14 +11,12 @@ import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
-from sealpod.enclave.measure import measure
 from sealpod.kbs.client.admin import AdminClient
 from sealpod.oci.localregistry import LocalRegistry
 from tests.cri.containerd import CriClient
 from tests.cri.proto import cri_subset_pb2 as pb
 from tests.cri.test_cri_sealpod import _containerd, _files_holding, _runtime_wrapper, snapshotter  # noqa: F401
-from tests.e2e.tenant import tenant
-from tests.e2e.test_run import _image_layers
+from tests.e2e.test_run import _deploy
 from tests.e2e.test_secrets import _seal, _secret_volume
 from tests.kbs.conftest import KbsProcess
 
@@ -34,15 +32,13 @@ def _tenant(tmp_path: Path, registry: LocalRegistry, server: KbsProcess, node: d
     """Tenant ``who``'s image (its own repository and keys) and secrets in its own KBS; returns the image."""
     home = tmp_path / who
     home.mkdir()
-    me = measure(Path(node["SEALPOD_STATE_DIR"]) / "enclave-signing-key.pem")
-    image = tenant(
+    image = _deploy(
         home,
         registry,
-        server.url,
-        layers=_image_layers(),
+        server,
+        node,
         # each tenant's own config: CRI names a container's image by the first reference of its config digest
         config={"Entrypoint": ["/bin/sh", "-c"], "Cmd": [SCRIPT], "Env": [f"TENANT={who}"]},
-        identity=(me.mr_enclave, me.mr_signer, me.isv_prod_id, me.isv_svn),
         run_policy={"allow_env": ["SEALED_VAR"]},
         repository=f"tenant-{who}/app",
     )

@@ -71,13 +71,24 @@ def _deploy(
     *,
     registered: bool = True,
     run_policy: dict[str, object] | None = None,
+    config: dict[str, object] | None = None,
+    repository: str | None = None,
 ) -> str:
-    """The tenant's side for this node's enclave: returns the image reference."""
+    """The tenant's side for this node's enclave (the image ``config``, CONFIG by default): returns the image
+    reference."""
     me = measure(Path(node["SEALPOD_STATE_DIR"]) / "enclave-signing-key.pem")
     mr_enclave = me.mr_enclave if registered else bytes(32)  # else: the tenant registered another enclave build
     identity = (mr_enclave, me.mr_signer, me.isv_prod_id, me.isv_svn)
+    extra = {"repository": repository} if repository else {}
     return tenant(
-        tmp_path, registry, server.url, layers=_image_layers(), config=CONFIG, identity=identity, run_policy=run_policy
+        tmp_path,
+        registry,
+        server.url,
+        layers=_image_layers(),
+        config=config or CONFIG,
+        identity=identity,
+        run_policy=run_policy,
+        **extra,
     )
 
 

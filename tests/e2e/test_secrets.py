@@ -13,12 +13,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sealpod.enclave.measure import measure
+from sealpod._internal.processes import descendants
 from sealpod.kbs.client.admin import AdminClient
 from sealpod.oci.localregistry import LocalRegistry
 from tests.conftest import need, run_tool
-from tests.e2e.tenant import tenant
-from tests.e2e.test_run import _image_layers
+from tests.e2e.test_run import _deploy
 from tests.helpers import file_contains
 from tests.kbs.conftest import KbsProcess
 
@@ -102,7 +101,6 @@ def test_the_workload_gets_its_secrets_from_its_tenants_kbs_and_the_host_only_se
     tmp_path: Path,
 ) -> None:
     server = kbs_factory()
-    me = measure(Path(node["SEALPOD_STATE_DIR"]) / "enclave-signing-key.pem")
     sealed_db = _seal(tmp_path, "kbs:///default/db/password", node)
     sealed_host = _seal(tmp_path, "kbs:///default/host/password", node)
     config = {
@@ -115,15 +113,7 @@ def test_the_workload_gets_its_secrets_from_its_tenants_kbs_and_the_host_only_se
         "allow_env": ["FROM_HOST"],
         "cdh_resources": ["kbs:///default/api/token", "kbs:///default/denied/x", "kbs:///default/api/missing"],
     }
-    image = tenant(
-        tmp_path,
-        registry,
-        server.url,
-        layers=_image_layers(),
-        config=config,
-        identity=(me.mr_enclave, me.mr_signer, me.isv_prod_id, me.isv_svn),
-        run_policy=run_policy,
-    )
+    image = _deploy(tmp_path, registry, server, node, config=config, run_policy=run_policy)
     with AdminClient(server.url) as admin:
         admin.put_resource("default/sealing/pub", (tmp_path / "sealing.pub").read_bytes())
         admin.put_resource("default/db/password", DB_PASSWORD)
@@ -154,7 +144,7 @@ def test_the_workload_gets_its_secrets_from_its_tenants_kbs_and_the_host_only_se
             break
     assert "ready" in lines, (lines, process.stderr.read().decode() if process.poll() is not None else "")
     # while the workload runs: no host process's environment or command line holds a plaintext
-    workload_pidns = {os.readlink(f"/proc/{pid}/ns/pid") for pid in _children(process.pid)} - {
+    workload_pidns = {os.readlink(f"/proc/{pid}/ns/pid") for pid in descendants(process.pid)} - {
         os.readlink("/proc/self/ns/pid")
     }
     assert workload_pidns, "the workload has its own pid namespace"
@@ -236,23 +226,6 @@ def test_the_workload_gets_its_secrets_from_its_tenants_kbs_and_the_host_only_se
     assert "rc=" in proc.stdout, proc.stderr
 
 
-def _children(pid: int) -> list[int]:
-    """``pid`` and every process below it."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError):
-                continue
-    out = {pid}
-    while True:
-        more = {child for child, parent in parents.items() if parent in out} - out
-        if not more:
-            return sorted(out)
-        out |= more
-
-
 def test_a_plain_image_in_place_of_the_tenants_encrypted_one_is_refused_when_the_run_policy_requires_encryption(
     registry: LocalRegistry,
     kbs_factory: Callable[..., KbsProcess],
@@ -260,13 +233,9 @@ def test_a_plain_image_in_place_of_the_tenants_encrypted_one_is_refused_when_the
     tmp_path: Path,
 ) -> None:
     server = kbs_factory()
-    me = measure(Path(node["SEALPOD_STATE_DIR"]) / "enclave-signing-key.pem")
     config = {"Entrypoint": ["/bin/sh", "-c"], "Cmd": ["echo ran-$(busybox cat /app/secret.txt)"]}
-    identity = (me.mr_enclave, me.mr_signer, me.isv_prod_id, me.isv_svn)
     run_policy = {"require_encrypted_layers": True}
-    image = tenant(
-        tmp_path, registry, server.url, layers=_image_layers(), config=config, identity=identity, run_policy=run_policy
-    )
+    image = _deploy(tmp_path, registry, server, node, config=config, run_policy=run_policy)
     # the host's swap: the same content unencrypted, even signed with the tenant's key (so that the signature
     # policy alone would pass it)
     plain = image.replace(":v1", ":plain")
@@ -315,19 +284,10 @@ def test_sealed_files_in_a_read_only_volume_are_unsealed_in_the_enclave_and_the_
     tmp_path: Path,
 ) -> None:
     server = kbs_factory()
-    me = measure(Path(node["SEALPOD_STATE_DIR"]) / "enclave-signing-key.pem")
     sealed_db = _seal(tmp_path, "kbs:///default/db/password", node)
     sealed_gone = _seal(tmp_path, "kbs:///default/gone/password", node)
     config = {"Entrypoint": ["/bin/sh", "-c"], "Cmd": ["true"]}
-    image = tenant(
-        tmp_path,
-        registry,
-        server.url,
-        layers=_image_layers(),
-        config=config,
-        identity=(me.mr_enclave, me.mr_signer, me.isv_prod_id, me.isv_svn),
-        run_policy={"allow_command": True},
-    )
+    image = _deploy(tmp_path, registry, server, node, config=config, run_policy={"allow_command": True})
     with AdminClient(server.url) as admin:
         admin.put_resource("default/sealing/pub", (tmp_path / "sealing.pub").read_bytes())
         admin.put_resource("default/db/password", DB_PASSWORD)

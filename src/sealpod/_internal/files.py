@@ -10,14 +10,18 @@ from pathlib import Path
 from sealpod.errors import SealpodError
 
 
-def read_bounded(path: Path | str, limit: int, what: str, error: type[SealpodError]) -> bytes:
+def read_bounded(
+    path: Path | str, limit: int, what: str, error: type[SealpodError], *, follow_symlinks: bool = True
+) -> bytes:
     """The content of the regular file ``path`` of at most ``limit`` bytes; else ``error`` naming ``what`` and the
-    path. ``FileNotFoundError`` passes through (callers treat a missing file their own way)."""
+    path (a final symlink is refused too when not ``follow_symlinks``). ``FileNotFoundError`` passes through
+    (callers treat a missing file their own way)."""
     text = str(path)
     if "\0" in text:
         raise error(f"{what}: the path {text!r} holds a NUL byte")
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC | (0 if follow_symlinks else os.O_NOFOLLOW)
     try:
-        fd = os.open(text, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        fd = os.open(text, flags)
     except FileNotFoundError:
         raise
     except OSError as err:

@@ -8,6 +8,7 @@ import ctypes.util
 import os
 import signal
 import subprocess
+from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
 
@@ -33,3 +34,24 @@ def die_with_parent(parent: int, signum: int = signal.SIGKILL) -> None:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
     if os.getppid() != parent:
         os._exit(1)
+
+
+def descendants(pid: int) -> set[int]:
+    """``pid`` and every live process below it (from ``/proc/*/task/*/children``; a process gone meanwhile is
+    skipped)."""
+    found = {pid}
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            tasks = list(Path(f"/proc/{current}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                children = {int(child) for child in (task / "children").read_text().split()}
+            except OSError:
+                continue
+            pending += children - found
+            found |= children
+    return found

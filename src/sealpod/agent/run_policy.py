@@ -101,11 +101,7 @@ class RunPolicy:
 
     def unpack_limits(self) -> TarLimits:
         """The per-layer bounds of the pull (``max_size``, ``max_entries``; the unpacker's defaults otherwise)."""
-        defaults = TarLimits()
-        return TarLimits(
-            max_entries=self.max_entries or defaults.max_entries,
-            max_total_bytes=self.max_size or defaults.max_total_bytes,
-        )
+        return TarLimits().bounded(self.max_size, self.max_entries)
 
     def allows_variable(self, name: str) -> bool:
         """Whether the host may set the variable ``name``."""

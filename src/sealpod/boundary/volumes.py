@@ -37,9 +37,9 @@ class VolumeSpec:
         for what, path in (("source", source), ("destination", destination)):
             if not path.startswith("/") or "\0" in path:
                 raise SealpodError(f"volume {text!r}: the {what} must be an absolute path")
-        if ".." in destination.split("/") or posixpath.normpath(destination) == "/":
+        clean = "/" + posixpath.normpath(destination).lstrip("/")
+        if ".." in destination.split("/") or clean == "/":
             raise SealpodError(f"volume {text!r}: the destination must name a path below / without '..'")
-        clean = posixpath.normpath(destination)
         if any(clean == top or clean.startswith(top + "/") for top in RESERVED):
             raise SealpodError(f"volume {text!r}: {clean} is the enclave's own (/proc, /sys and /dev are)")
         return cls(source, clean, mode == "ro")

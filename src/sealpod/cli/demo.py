@@ -19,6 +19,7 @@ import shutil
 import sys
 import tarfile
 import tempfile
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -173,11 +174,14 @@ def _register(kbs: EmbeddedKbs, base: Path, image: str, public_pem: bytes, mr_en
         admin.set_reference(values)
 
 
+@dataclass(frozen=True)
 class _Secrets:
     """The demo workload's secrets: random values for the KBS, and a sealed reference for the image's Env."""
 
-    def __init__(self, api_token: bytes, db_password: bytes, sealed: str, public_pem: bytes) -> None:
-        self.api_token, self.db_password, self.sealed, self.public_pem = api_token, db_password, sealed, public_pem
+    api_token: bytes
+    db_password: bytes
+    sealed: str
+    public_pem: bytes
 
     @classmethod
     def make(cls) -> _Secrets:

@@ -190,9 +190,7 @@ def unpack_limits(max_size: str | None, max_entries: int | None) -> TarLimits:
     from sealpod.errors import UsageError
     from sealpod.oci.tarstream import TarLimits
 
-    defaults = TarLimits()
-    size = parse_size(max_size) if max_size else defaults.max_total_bytes
-    entries = max_entries if max_entries is not None else defaults.max_entries
-    if size <= 0 or entries <= 0:
+    size = parse_size(max_size) if max_size else None
+    if (size is not None and size <= 0) or (max_entries is not None and max_entries <= 0):
         raise UsageError("--max-size and --max-entries must be positive")
-    return TarLimits(max_entries=entries, max_total_bytes=size)
+    return TarLimits().bounded(size, max_entries)

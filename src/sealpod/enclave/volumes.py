@@ -20,6 +20,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from sealpod._internal.files import read_bounded
 from sealpod.agent.secrets import is_sealed
 from sealpod.boundary.volumes import VolumeSpec
 from sealpod.config import state_dir
@@ -123,8 +124,7 @@ def _mount_one(
     is_dir = stat.S_ISDIR(source.st_mode)
     if not is_dir and not stat.S_ISREG(source.st_mode):
         raise VolumeError(f"the volume {spec}: its source is neither a directory nor a regular file")
-    target, covers = _target(rootfs, spec, is_dir)
-    allowed(spec, covers)
+    target = _target(rootfs, spec, is_dir, allowed)
     linux.mount(spec.source, target, None, linux.MS_BIND | linux.MS_REC)
     mounted.mounts.append(target)
     flags = linux.MS_BIND | _MS_REMOUNT | linux.MS_NOSUID | linux.MS_NODEV | (_MS_RDONLY if spec.read_only else 0)
@@ -133,36 +133,39 @@ def _mount_one(
         _unseal_files(target, spec, unseal, mounted)
 
 
-def _target(rootfs: Path, spec: VolumeSpec, is_dir: bool) -> tuple[str, bool]:
-    """The mount point of ``spec`` inside ``rootfs`` (made when missing), following the image's symlinks in-root,
-    and whether something of the image's is there (a file, or a directory that is not empty)."""
+def _target(rootfs: Path, spec: VolumeSpec, is_dir: bool, allowed: Callable[[VolumeSpec, bool], None]) -> str:
+    """The mount point of ``spec`` inside ``rootfs``, following the image's symlinks in-root, once ``allowed``
+    (told whether something of the image's is there: a file, or a directory that is not empty) let it; a missing
+    mount point (and its missing parents) is made only then, so that a refused volume leaves the rootfs as it was."""
     writer = RootfsWriter(str(rootfs))
     path = spec.destination
     for _ in range(MAX_SYMLINK_HOPS):
         parent, name = posixpath.split(path)
         try:
-            host_parent = writer.resolve_dir(parent, create=True)
+            host_parent = writer.resolve_dir(parent, create=False)
+            st = os.lstat(f"{host_parent}/{name}") if host_parent is not None else None
+        except FileNotFoundError:
+            st = None
         except SealpodError as err:
             raise VolumeError(f"the volume {spec}: its destination cannot be resolved in the image: {err}") from None
-        assert host_parent is not None
-        host = f"{host_parent}/{name}"
-        try:
-            st = os.lstat(host)
-        except FileNotFoundError:
+        if st is None:
+            allowed(spec, False)
+            host = f"{writer.resolve_dir(parent, create=True)}/{name}"
             if is_dir:
                 os.mkdir(host, 0o755)
             else:
                 os.close(os.open(host, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644))
-            return host, False
+            return host
+        host = f"{host_parent}/{name}"
         if stat.S_ISLNK(st.st_mode):
             link = os.readlink(host)
-            path = posixpath.normpath(link if link.startswith("/") else posixpath.join(parent, link))
-            path = "/" + path.lstrip("/")
+            path = "/" + posixpath.normpath(link if link.startswith("/") else posixpath.join(parent, link)).lstrip("/")
             continue
         if stat.S_ISDIR(st.st_mode) != is_dir:
             kind = "a directory" if is_dir else "a file"
             raise VolumeError(f"the volume {spec}: its source is {kind} and the image's {path} is not")
-        return host, (not is_dir) or bool(os.listdir(host))
+        allowed(spec, (not is_dir) or bool(os.listdir(host)))
+        return host
     raise VolumeError(f"the volume {spec}: too many symbolic links resolving its destination in the image")
 
 
@@ -212,23 +215,13 @@ def _regular_files(root: str, spec: VolumeSpec) -> list[tuple[str, str]]:
 
 
 def _sealed_content(path: str) -> str | None:
-    """The sealed secret that is the whole content of the regular file ``path``, else None."""
+    """The sealed secret that is the whole content of the regular file ``path`` (not a symlink), else None."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or not 0 < st.st_size <= MAX_SEALED_FILE:
-            return None
-        raw = os.read(fd, MAX_SEALED_FILE + 1)
-    finally:
-        os.close(fd)
-    try:
+        raw = read_bounded(path, MAX_SEALED_FILE, "volume file", VolumeError, follow_symlinks=False)
         text = raw.removesuffix(b"\n").decode("ascii")
-    except UnicodeDecodeError:
-        return None
-    return text if is_sealed(text) and len(raw) <= MAX_SEALED_FILE else None
+    except (OSError, VolumeError, UnicodeDecodeError):
+        return None  # not a file that can hold a sealed secret: the workload sees it as it is
+    return text if is_sealed(text) else None
 
 
 def _overmount(host: str, shown: str, spec: VolumeSpec, secret: bytes, mounted: MountedVolumes) -> None:

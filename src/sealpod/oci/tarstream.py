@@ -8,6 +8,7 @@ allocated; anything it does not understand is refused with the entry's name and 
 from __future__ import annotations
 
 import base64
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -42,6 +43,14 @@ class TarLimits:
     max_name_bytes: int = 255
     max_meta_bytes: int = 1024 * 1024
     max_xattrs_bytes: int = 256 * 1024
+
+    def bounded(self, max_total_bytes: int | None, max_entries: int | None) -> TarLimits:
+        """These limits with the size and entry bounds a user set (None keeps this one's)."""
+        return dataclasses.replace(
+            self,
+            max_total_bytes=self.max_total_bytes if max_total_bytes is None else max_total_bytes,
+            max_entries=self.max_entries if max_entries is None else max_entries,
+        )
 
 
 @dataclass(slots=True)

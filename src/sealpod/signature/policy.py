@@ -271,8 +271,6 @@ def _read_key(path: str, where: str, base: Path | None, getter: ResourceGetter |
         if getter is None:
             raise PolicyError(f"policy: {where} is a kbs:// URI, which only the enclave (with a KBS) can resolve")
         return getter(path)
-    if "\0" in path:
-        raise PolicyError(f"policy: {where} holds a NUL byte")
     full = Path(path) if Path(path).is_absolute() or base is None else base / path
     try:
         return read_bounded(full, MAX_KEY_BYTES, f"policy: {where}", PolicyError)

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from sealpod.kbs.client.protocol import check_resource_path
-from sealpod.kbs.client.rcar import KbsClientError, _error
+from sealpod.kbs.client.rcar import KbsClientError, refusal
 
 
 class AdminClient:
@@ -35,7 +35,7 @@ class AdminClient:
         except httpx.TransportError as err:
             raise KbsClientError(f"cannot reach the KBS at {self.url}: {err}") from None
         if response.status_code != 200:
-            raise _error(response, what)
+            raise refusal(response.status_code, response.content, what)
         return response
 
     def put_resource(self, path: str, data: bytes) -> None:

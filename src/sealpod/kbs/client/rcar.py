@@ -19,6 +19,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from sealpod._internal.jose import JoseError, decode_jws, public_jwk
+from sealpod._internal.jsonio import strict_loads
 from sealpod._internal.tls import verify_setting
 from sealpod.errors import SealpodError
 from sealpod.kbs.client import resource_jwe
@@ -55,16 +56,16 @@ class ResourceUri:
         return cls(host or None, check_resource_path(*parts))
 
 
-def _error(response: httpx.Response, what: str) -> KbsClientError:
+def refusal(status: int, content: bytes, what: str) -> KbsClientError:
+    """The client's error for a refusal (trustee's ``{"type": .../<variant>, "detail": ...}`` body, or its text)."""
+    text = content.decode("utf-8", "replace")
     try:
-        body = response.json()
+        body = strict_loads(content)
         variant = str(body.get("type", "")).rsplit("/", 1)[-1]
-        detail = str(body.get("detail", response.text))
+        detail = str(body.get("detail", text))
     except (ValueError, AttributeError):
-        variant, detail = None, response.text[:300]
-    return KbsClientError(
-        f"KBS refused {what} ({response.status_code} {variant}): {detail}", status=response.status_code, variant=variant
-    )
+        variant, detail = None, text[:300]
+    return KbsClientError(f"KBS refused {what} ({status} {variant}): {detail}", status=status, variant=variant)
 
 
 class KbsClient:
@@ -121,7 +122,7 @@ class KbsClient:
                 f"cannot reach the KBS at {self.url}: {err}", hint="check the KBS address and that it is running"
             ) from None
         if response.status_code != 200:
-            raise _error(response, what)
+            raise refusal(response.status_code, response.content, what)
         return response
 
     def attest(self) -> str:
@@ -183,13 +184,13 @@ class KbsClient:
                 continue
             if status == 200:
                 try:
-                    return resource_jwe.decrypt(json.loads(body), self.key)
+                    return resource_jwe.decrypt(strict_loads(body), self.key)
                 except (JoseError, ValueError) as err:
                     raise KbsClientError(
                         f"the resource {path} does not decrypt: {err}",
                         hint="the response was altered, or was not made for this TEE key",
                     ) from None
-            last = _error(httpx.Response(status, content=body), f"resource {path}")
+            last = refusal(status, body, f"resource {path}")
             if status != 401 or last.variant == "PolicyDeny":
                 raise last
             self._token = None  # expired or unknown session: a new handshake

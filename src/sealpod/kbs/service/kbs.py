@@ -233,12 +233,12 @@ class Kbs:
             ) from None
 
     def release_resource(
-        self, path: str, endpoint: str, authorization: str | None, session_id: str | None, query: dict[str, str]
+        self, path: str, authorization: str | None, session_id: str | None, query: dict[str, str]
     ) -> dict[str, str]:
         """GET a resource: a JWE to the TEE's key when the attestation token and the resource policy allow, as
         trustee answers it: never plaintext, and an admin's token is not an attestation token (the admin reads a
         resource with :meth:`admin_resource`, on its own endpoint). ``session_id`` is None without a session
-        cookie; ``endpoint`` is ``GET /path``."""
+        cookie."""
         authorization = authorization or ""
         bearer = authorization[len("Bearer ") :] if authorization.startswith("Bearer ") else None
         if bearer is not None and self.issued.get(bearer) is None and _is_admin_token(bearer):

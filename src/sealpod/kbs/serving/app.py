@@ -59,7 +59,6 @@ class _Endpoints:
             return Response(status_code=200)
         released = self.kbs.release_resource(
             path,
-            f"{request.method} {request.url.path}",
             request.headers.get("Authorization"),
             request.cookies.get(SESSION_COOKIE),
             dict(request.query_params),

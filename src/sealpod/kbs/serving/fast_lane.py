@@ -170,7 +170,6 @@ class FastRcar:
         query = dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
         released = self.kbs.release_resource(
             path,
-            f"GET {url_path}",
             authorization.decode("latin-1") if authorization is not None else None,
             cookie_value(headers),
             query,

@@ -7,12 +7,11 @@ symlinks, must be regular files within a size bound, must match their digest and
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import stat
 from collections.abc import Mapping
 from pathlib import Path
 
+from sealpod._internal.files import read_bounded
 from sealpod._internal.jsonio import load_object
 from sealpod.errors import SealpodError
 
@@ -38,22 +37,10 @@ class ContentStore:
             raise ContentUnavailableError(f"unsupported {what} digest {digest!r}")
         path = self.blobs / digest.removeprefix("sha256:")
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-        except OSError as err:
-            raise ContentUnavailableError(f"cannot open {what} {path}: {err.strerror}") from None
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise ContentUnavailableError(f"{what} {path} is not a regular file")
-            if st.st_size > max_size:
-                raise ContentUnavailableError(f"{what} {path} is larger than {max_size} bytes")
-            with os.fdopen(fd, "rb", closefd=False) as f:
-                data = f.read(max_size + 1)
-        except OSError as err:
-            raise ContentUnavailableError(f"cannot read {what} {path}: {err.strerror}") from None
-        finally:
-            os.close(fd)
-        if len(data) <= max_size and "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+            data = read_bounded(path, max_size, what, ContentUnavailableError, follow_symlinks=False)
+        except FileNotFoundError:
+            raise ContentUnavailableError(f"{what} {path} is not in containerd's content store") from None
+        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
             raise ContentUnavailableError(f"{what} {path} does not match its digest")
         return load_object(data, f"{what} {digest}", max_size, ContentUnavailableError)
 
