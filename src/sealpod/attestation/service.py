@@ -15,7 +15,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from sealpod.attestation import default_policies, ear, rego
-from sealpod.attestation.init_data import InitData, InitDataError, check_binding
+from sealpod.attestation.init_data import InitData, check_binding
 from sealpod.attestation.sgx.collateral_source import CollateralSource
 from sealpod.attestation.sgx.quote import parse_quote
 from sealpod.attestation.sgx.verify import DcapVerifier, TrustedRoot, intel_root
@@ -86,24 +86,30 @@ class AttestationService:
         )
         return claims
 
-    def _sample(self, evidence: Any, expected: bytes) -> dict[str, Any]:
+    def _sample(self, evidence: Any, expected: bytes, init_data: InitData | None) -> dict[str, Any]:
+        """trustee's sample verifier: the report data checked, the same fixed claims, and init-data's digest put in
+        unchecked (the sample TEE has nowhere to carry it; it proves nothing anyway)."""
         if not self.settings.allow_sample:
             raise AttestationError("the 'sample' TEE is disabled", hint="it proves nothing; enable it only for tests")
-        if not isinstance(evidence, dict):
-            raise AttestationError("sample evidence must be a JSON object")
+        if not isinstance(evidence, dict) or not isinstance(evidence.get("svn"), str):
+            raise AttestationError("sample evidence must be a JSON object with svn and report_data strings")
+        report_data = evidence.get("report_data")
         try:
-            digest = base64.b64decode(str(evidence.get("report_data", "")), validate=True)
+            digest = base64.b64decode(str(report_data), validate=True)
         except (binascii.Error, ValueError):
             raise AttestationError("sample report_data is not base64") from None
         if digest.ljust(64, b"\0")[:64] != expected.ljust(64, b"\0")[:64]:
             raise AttestationError("the sample evidence's report data does not bind this session")
-        return {
-            "svn": str(evidence.get("svn", "")),
-            "report_data": digest.hex(),
-            "launch_digest": "",
-            "platform_version": {},
+        claims: dict[str, Any] = {
+            "svn": evidence["svn"],
+            "report_data": report_data,
+            "launch_digest": "abcde",
+            "platform_version": {"major": 1, "minor": 4},
             "debug": False,
         }
+        if init_data is not None:
+            claims["init_data"] = base64.b64encode(init_data.digest).decode()
+        return claims
 
     def appraise(
         self,
@@ -126,10 +132,8 @@ class AttestationService:
             claims = self._sgx(evidence, expected_report_data, now, init_data)
             bound = claims.get("body", {}).get("config_id") if isinstance(claims.get("body"), dict) else None
         elif tee == "sample":
-            if init_data is not None:
-                raise InitDataError("the 'sample' TEE has no field to bind init-data to", hint="attest with SGX")
-            claims = self._sample(evidence, expected_report_data)
-            bound = None
+            claims = self._sample(evidence, expected_report_data, init_data)
+            bound = claims.get("init_data")
         else:
             raise AttestationError(f"TEE {tee!r} is not supported by this attestation service (sgx is)")
         annotated = {
