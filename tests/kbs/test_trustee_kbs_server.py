@@ -21,6 +21,7 @@ from sealpod.tee.sample import SampleAttester
 from tests.kbs.test_trustee_kbs_client import requests_in
 
 DATA = Path(__file__).parent.parent / "data" / "kbs" / "trustee_kbs"
+NO_MORE = b"HTTP/1.1 500 No More\r\ncontent-length: 0\r\n\r\n"
 ADMIN_TOKEN = "eyJhbGciOiJFZERTQSJ9.e30.c2ln"  # trustee checked the real one; a replay has nothing to check it with
 
 
@@ -69,7 +70,7 @@ class Replay:
                 reader.read(length)
                 with self.lock:
                     self.seen.append((method, path))
-                    answer = self.answers.pop(0) if self.answers else b"HTTP/1.1 500 No More\r\ncontent-length: 0\r\n\r\n"
+                    answer = self.answers.pop(0) if self.answers else NO_MORE
                 conn.sendall(answer)
 
     def close(self) -> None:
@@ -109,11 +110,15 @@ def test_sealpod_kbs_client_decrypts_trustees_resource(replay: type[Replay]) -> 
     server = replay("get-resource")
     with KbsClient(server.url, SampleAttester(), key=tee_key(), retries=1) as client:
         assert client.get_resource("kbs:///default/test/dummy") == (DATA / "secret.txt").read_bytes()
-    assert server.seen == server.expected == [
-        ("POST", "/kbs/v0/auth"),
-        ("POST", "/kbs/v0/attest"),
-        ("GET", "/kbs/v0/resource/default/test/dummy"),
-    ]
+    assert (
+        server.seen
+        == server.expected
+        == [
+            ("POST", "/kbs/v0/auth"),
+            ("POST", "/kbs/v0/attest"),
+            ("GET", "/kbs/v0/resource/default/test/dummy"),
+        ]
+    )
 
 
 def test_trustees_resource_does_not_decrypt_for_another_key(replay: type[Replay]) -> None:
