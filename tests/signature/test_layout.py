@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from sealpod.agent.pull import image_signatures
+from sealpod.agent.signatures import image_signatures
 from sealpod.errors import SignatureError
 from sealpod.oci.layout import KIND, REF_NAME, OciLayout
 from sealpod.oci.source import LayoutStore, open_store, parse_location

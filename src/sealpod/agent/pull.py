@@ -15,14 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from sealpod.agent.signatures import image_signatures
 from sealpod.kbs.client.rcar import KbsClient, KbsClientError
 from sealpod.oci.auth import credentials_in
 from sealpod.oci.platform import host_platform
 from sealpod.oci.pull import PullResult, check_target, unpack_image
 from sealpod.oci.source import (
-    ImageLocation,
     ImageStore,
-    LayoutStore,
     RegistryOptions,
     ResolvedImage,
     open_store,
@@ -34,7 +33,6 @@ from sealpod.oci.unpack import UnpackOptions
 from sealpod.ocicrypt.layers import DecryptionKeys, LayerDecryption
 from sealpod.signature.policy import ImageUnderCheck, parse_policy
 from sealpod.signature.registriesd import RegistriesD, Section
-from sealpod.signature.verifier import ImageSignatures
 
 DEFAULT_POLICY_URI = "kbs:///default/security-policy/test"
 DEFAULT_CREDENTIALS_URI = "kbs:///default/credential/test"
@@ -110,13 +108,3 @@ def verify_image(image: str, client: KbsClient, settings: AgentSettings | None =
         store.close()
         raise
     return VerifiedImage(store, resolved, client)
-
-
-def image_signatures(
-    location: ImageLocation, manifest_digest: str, store: ImageStore, registries: RegistriesD
-) -> ImageSignatures:
-    """Where the signatures of the image at ``location`` are: its layout's own for ``oci:``, else its registry's
-    attachments and lookaside."""
-    if isinstance(store, LayoutStore):
-        return ImageSignatures(None, manifest_digest, None, registries, layout=store)
-    return ImageSignatures(location.reference, manifest_digest, store, registries)

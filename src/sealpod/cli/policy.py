@@ -33,7 +33,7 @@ def enforce(
     registries_d: Path | None,
 ) -> str:
     """Evaluate the policy for the image's top-level manifest; raise ``SignatureError`` when refused."""
-    from sealpod.agent.pull import image_signatures
+    from sealpod.agent.signatures import image_signatures
     from sealpod.signature.policy import ImageUnderCheck, load_policy
     from sealpod.signature.registriesd import RegistriesD
 

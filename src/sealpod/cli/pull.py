@@ -20,9 +20,11 @@ from sealpod.cli.common import (
 from sealpod.cli.policy import PolicyOption, RegistriesDOption, enforce
 
 if TYPE_CHECKING:
-    from sealpod.oci.models import Platform
+    from sealpod.oci.models import Manifest, Platform
+    from sealpod.oci.pull import BlobTransform
     from sealpod.oci.source import ResolvedImage
     from sealpod.oci.tarstream import TarLimits
+    from sealpod.ocicrypt.layers import DecryptionKeys
 
 PlatformOption = Annotated[
     str | None,
@@ -76,12 +78,9 @@ def pull(
         from sealpod.oci.pull import check_target, unpack_image
         from sealpod.oci.source import open_store, parse_location, resolve
         from sealpod.oci.unpack import UnpackOptions
-        from sealpod.ocicrypt.layers import DecryptionKeys, LayerDecryption
 
         check_target(rootfs.absolute())
-        keys = DecryptionKeys()
-        for item in decryption_key or []:
-            keys.add(item)
+        keys = decryption_keys(decryption_key or [])  # read now: a bad key fails before anything is fetched
         store = open_store(parse_location(image), registry_options(tls_verify, ca_file))
         try:
             location = parse_location(image)
@@ -89,7 +88,7 @@ def pull(
             if not insecure_policy:
                 scope = enforce(location, store, resolved, policy, registries_d)
                 err_console.print(escape(f"signature policy: accepted ({scope})"))
-            transform = LayerDecryption(resolved.manifest, keys)
+            transform = layer_decryption(resolved.manifest, keys)
             with progress_events() as events:
                 events.resolved(resolved)
                 result = unpack_image(
@@ -114,6 +113,29 @@ def pull(
         out_console.print(result.image.manifest_digest)
 
     run(action)
+
+
+def decryption_keys(items: list[str]) -> DecryptionKeys | None:
+    """The --decryption-key values read, or None without any (ocicrypt and its crypto are then not imported)."""
+    if not items:
+        return None
+    from sealpod.ocicrypt.layers import DecryptionKeys
+
+    keys = DecryptionKeys()
+    for item in items:
+        keys.add(item)
+    return keys
+
+
+def layer_decryption(manifest: Manifest, keys: DecryptionKeys | None) -> BlobTransform | None:
+    """The pull's decrypting transform when the image has an encrypted layer or keys were given."""
+    from sealpod.oci import mediatypes as mt
+
+    if keys is None and not any(mt.is_encrypted(layer.media_type) for layer in manifest.layers):
+        return None
+    from sealpod.ocicrypt.layers import DecryptionKeys, LayerDecryption
+
+    return LayerDecryption(manifest, keys if keys is not None else DecryptionKeys())
 
 
 def _summary(store_name: str, image: ResolvedImage) -> dict[str, Any]:
