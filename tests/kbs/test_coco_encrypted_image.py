@@ -68,9 +68,18 @@ def test_a_wrong_kbs_kek_is_refused_and_nothing_is_left(kbs_factory: Callable[..
 
 def test_sealpod_pull_opens_cocos_image_with_a_kek_store(tmp_path: Path) -> None:
     rootfs = tmp_path / "rootfs"
+    key = f"kek-store:{DATA / 'kek-store.json'}"
     done = subprocess.run(
-        [SEALPOD, "pull", layout(tmp_path, "gcm-layout"), "--rootfs", str(rootfs), "--insecure-policy"]
-        + ["--decryption-key", f"kek-store:{DATA / 'kek-store.json'}"],
+        [
+            SEALPOD,
+            "pull",
+            layout(tmp_path, "gcm-layout"),
+            "--rootfs",
+            str(rootfs),
+            "--insecure-policy",
+            "--decryption-key",
+            key,
+        ],
         capture_output=True,
         text=True,
         check=False,
