@@ -32,7 +32,7 @@ import urllib.request
 from pathlib import Path
 
 from common import SEALPOD, default_dir, need_tools, rsa_key_files
-from run import KEK_ID, checked, register_tenant
+from run import checked, key_provider_env, publish_tenant_image, register_tenant
 from sealpod._internal.net import free_port
 from sealpod._internal.processes import descendants
 from sealpod.kbs.client.admin import AdminClient
@@ -139,22 +139,14 @@ def main() -> None:
         print(f"writing into {work}; {args.count} containers a side")
         build(work)
         private, public = rsa_key_files(work)
-        provider = work / "ocicrypt.json"
-        command = {"path": SEALPOD, "args": ["keyprovider", "--keys", str(work / "keks.json")]}
-        provider.write_text(json.dumps({"key-providers": {"attestation-agent": {"cmd": command}}}))
-        env["OCICRYPT_KEYPROVIDER_CONFIG"] = str(provider)
+        key_provider_env(work, env)
         with LocalRegistry(work / "registry") as registry:
             image = f"{registry.host}/bench/density:v1"
 
             def sealpod(*cli: str) -> subprocess.CompletedProcess[bytes]:
                 return subprocess.run([SEALPOD, *cli], check=True, capture_output=True, env=env)
 
-            sealpod(
-                "image", "encrypt", f"oci:{work / 'built'}:bench", image, "--dest-tls-verify=false",
-                "--recipient", f"jwe:{public}", "--recipient", f"provider:attestation-agent:keyid={KEK_ID}",
-            )  # fmt: skip
-            sealpod("image", "keygen", "--output-key-prefix", str(work / "cosign"))
-            sealpod("image", "sign", image, "--key", str(work / "cosign.key"), "--tls-verify=false")
+            publish_tenant_image(work, image, public, env)
             kbs = EmbeddedKbs(work / "kbs", state / "sim-sgx").start()
             os.environ["SEALPOD_STATE_DIR"] = str(state)
             register_tenant(kbs.url, registry.host, work)

@@ -88,6 +88,29 @@ def register_tenant(kbs_url: str, registry_host: str, work: Path) -> None:
         admin.set_reference(measure().reference_values())
 
 
+def key_provider_env(work: Path, env: dict[str, str]) -> None:
+    """Point ``env`` at an ocicrypt configuration whose attestation-agent provider is sealpod's, with work/keks.json."""
+    provider = work / "ocicrypt.json"
+    command = {"path": SEALPOD, "args": ["keyprovider", "--keys", str(work / "keks.json")]}
+    provider.write_text(json.dumps({"key-providers": {"attestation-agent": {"cmd": command}}}))
+    env["OCICRYPT_KEYPROVIDER_CONFIG"] = str(provider)
+
+
+def publish_tenant_image(work: Path, image: str, public: Path, env: dict[str, str]) -> None:
+    """What the tenant does: encrypt work/built:bench for the peer's JWE key and the KBS-held KEK, push it to
+    ``image``, make a cosign key and sign it (``env`` from :func:`key_provider_env`, with COSIGN_PASSWORD)."""
+
+    def sealpod(*cli: str) -> None:
+        subprocess.run([SEALPOD, *cli], check=True, capture_output=True, env={**os.environ, **env})
+
+    sealpod(
+        "image", "encrypt", f"oci:{work / 'built'}:bench", image, "--dest-tls-verify=false",
+        "--recipient", f"jwe:{public}", "--recipient", f"provider:attestation-agent:keyid={KEK_ID}",
+    )  # fmt: skip
+    sealpod("image", "keygen", "--output-key-prefix", str(work / "cosign"))
+    sealpod("image", "sign", image, "--key", str(work / "cosign.key"), "--tls-verify=false")
+
+
 def build(work: Path, mb: int, files: int) -> None:
     chosen = pick_files(mb * 1024 * 1024, files)
     third = len(chosen) // 3
@@ -118,23 +141,11 @@ def main() -> None:
         private, public = rsa_key_files(work)
         state = work / "state"
         env = {"SEALPOD_STATE_DIR": str(state), "COSIGN_PASSWORD": "bench"}
-        provider_config = work / "ocicrypt.json"
-        command = {"path": SEALPOD, "args": ["keyprovider", "--keys", str(work / "keks.json")]}
-        provider_config.write_text(json.dumps({"key-providers": {"attestation-agent": {"cmd": command}}}))
-        env["OCICRYPT_KEYPROVIDER_CONFIG"] = str(provider_config)
+        key_provider_env(work, env)
         full_env = {**os.environ, **env}
         with LocalRegistry(work / "registry") as registry:
             image = f"{registry.host}/bench/app:v1"
-
-            def sealpod(*cli: str) -> None:
-                subprocess.run([SEALPOD, *cli], check=True, capture_output=True, env=full_env)
-
-            sealpod(
-                "image", "encrypt", f"oci:{work / 'built'}:bench", image, "--dest-tls-verify=false",
-                "--recipient", f"jwe:{public}", "--recipient", f"provider:attestation-agent:keyid={KEK_ID}",
-            )  # fmt: skip
-            sealpod("image", "keygen", "--output-key-prefix", str(work / "cosign"))
-            sealpod("image", "sign", image, "--key", str(work / "cosign.key"), "--tls-verify=false")
+            publish_tenant_image(work, image, public, env)
             kbs = EmbeddedKbs(work / "kbs", state / "sim-sgx").start()
             os.environ["SEALPOD_STATE_DIR"] = str(state)
             register_tenant(kbs.url, registry.host, work)

@@ -137,3 +137,15 @@ def test_kbs_client_response_layout_is_what_sealpod_sends() -> None:
     header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
     assert header["alg"] == "ES256"
     assert header["jwk"]["crv"] == "P-256"
+
+
+def test_sample_evidence_without_a_string_svn_is_refused(kbs_factory: Callable[..., KbsProcess]) -> None:
+    server = kbs_factory(allow_sample=True)
+    auth, attest = client_messages("get-resource.request")
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        nonce = http.post("/kbs/v0/auth", json=auth).json()["nonce"]
+        message = fresh_attest(attest, nonce, ec.generate_private_key(ec.SECP256R1()))
+        message["tee-evidence"]["primary_evidence"]["svn"] = 1
+        refused = http.post("/kbs/v0/attest", json=message)
+    assert error_of(refused)[1] == "AttestationError"
+    assert "svn and report_data strings" in error_of(refused)[2]

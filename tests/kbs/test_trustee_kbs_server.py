@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -78,7 +78,7 @@ class Replay:
 
 
 @pytest.fixture
-def replay() -> Iterator[type[Replay]]:
+def replay() -> Iterator[Callable[[str], Replay]]:
     started: list[Replay] = []
 
     def make(name: str) -> Replay:
@@ -86,7 +86,7 @@ def replay() -> Iterator[type[Replay]]:
         started.append(server)
         return server
 
-    yield make  # type: ignore[misc]
+    yield make
     for server in started:
         server.close()
 
@@ -97,7 +97,7 @@ def tee_key() -> ec.EllipticCurvePrivateKey:
     return key
 
 
-def test_sealpod_admin_client_takes_trustees_answers(replay: type[Replay]) -> None:
+def test_sealpod_admin_client_takes_trustees_answers(replay: Callable[[str], Replay]) -> None:
     server = replay("admin")
     with AdminClient(server.url, ADMIN_TOKEN) as admin:
         admin.put_resource("default/test/dummy", (DATA / "secret.txt").read_bytes())
@@ -106,7 +106,7 @@ def test_sealpod_admin_client_takes_trustees_answers(replay: type[Replay]) -> No
     assert server.seen == server.expected
 
 
-def test_sealpod_kbs_client_decrypts_trustees_resource(replay: type[Replay]) -> None:
+def test_sealpod_kbs_client_decrypts_trustees_resource(replay: Callable[[str], Replay]) -> None:
     server = replay("get-resource")
     with KbsClient(server.url, SampleAttester(), key=tee_key(), retries=1) as client:
         assert client.get_resource("kbs:///default/test/dummy") == (DATA / "secret.txt").read_bytes()
@@ -121,7 +121,7 @@ def test_sealpod_kbs_client_decrypts_trustees_resource(replay: type[Replay]) -> 
     )
 
 
-def test_trustees_resource_does_not_decrypt_for_another_key(replay: type[Replay]) -> None:
+def test_trustees_resource_does_not_decrypt_for_another_key(replay: Callable[[str], Replay]) -> None:
     server = replay("get-resource")
     with (
         KbsClient(server.url, SampleAttester(), key=ec.generate_private_key(ec.SECP256R1()), retries=1) as client,
@@ -130,7 +130,7 @@ def test_trustees_resource_does_not_decrypt_for_another_key(replay: type[Replay]
         client.get_resource("kbs:///default/test/dummy")
 
 
-def test_trustees_policy_refusal_is_named(replay: type[Replay]) -> None:
+def test_trustees_policy_refusal_is_named(replay: Callable[[str], Replay]) -> None:
     server = replay("get-resource-denied")
     with (
         KbsClient(server.url, SampleAttester(), retries=1) as client,
