@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import selectors
 import socket
 import threading
 from collections.abc import Callable
@@ -42,6 +44,7 @@ ResourceGetter = Callable[[str], bytes]
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 64
+    timeout = 0  # handle_request after the selector saw the listener ready: never block on a vanished connection
 
     def __init__(self, listener: socket.socket, api: CdhApi) -> None:
         super().__init__(listener.getsockname()[:2], _Handler, bind_and_activate=False)
@@ -91,6 +94,7 @@ class CdhApi:
         self.allowed = allowed
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._wake: tuple[int, int] | None = None
 
     def answer(self, method: str, target: str) -> tuple[int, str, bytes]:
         """Status, content type and body for ``method target`` (what the HTTP handler sends)."""
@@ -121,13 +125,29 @@ class CdhApi:
     def serve(self, listener: socket.socket) -> None:
         """Answer on ``listener`` (bound and listening) in background threads until :meth:`close`."""
         self._server = _Server(listener, self)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="cdh-api", daemon=True)
+        self._wake = os.pipe()
+        self._thread = threading.Thread(target=self._accept, args=(self._server, self._wake[0]), name="cdh-api")
+        self._thread.daemon = True
         self._thread.start()
+
+    @staticmethod
+    def _accept(server: _Server, wake: int) -> None:
+        """Hand each connection to the server until ``wake`` is readable: no polling while idle, and :meth:`close`
+        returns at once (socketserver's serve_forever wakes every 0.5 s and makes its shutdown wait for that)."""
+        with selectors.DefaultSelector() as selector:
+            selector.register(server.socket, selectors.EVENT_READ)
+            selector.register(wake, selectors.EVENT_READ)
+            while all(key.fd != wake for key, _ in selector.select()):
+                server.handle_request()
 
     def close(self) -> None:
         """Stop serving and close the socket."""
-        if self._server is not None:
-            self._server.shutdown()
-            with contextlib.suppress(OSError):
-                self._server.server_close()
-            self._server = None
+        if self._server is None or self._wake is None or self._thread is None:
+            return
+        os.write(self._wake[1], b"x")
+        self._thread.join()
+        for fd in self._wake:
+            os.close(fd)
+        with contextlib.suppress(OSError):
+            self._server.server_close()
+        self._server = self._wake = self._thread = None
