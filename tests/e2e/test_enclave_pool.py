@@ -87,6 +87,64 @@ def test_a_pre_launched_enclave_runs_the_image_as_a_fresh_one_would(
     assert str(Path(node["SEALPOD_STATE_DIR"])) not in Path("/proc/self/mountinfo").read_text()
 
 
+def _zygote(pool: Pool) -> int:
+    """The pid of the pool's enclave zygote."""
+    (pid,) = [
+        child
+        for child in map(int, Path(f"/proc/{pool.process.pid}/task/{pool.process.pid}/children").read_text().split())
+        if "--zygote" in Path(f"/proc/{child}/cmdline").read_text()
+    ]
+    return pid
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def test_the_pool_s_enclaves_are_forks_of_its_zygote_and_a_dead_zygote_is_replaced(
+    registry: LocalRegistry,
+    kbs_factory: Callable[..., KbsProcess],
+    node: dict[str, str],
+    pool: Pool,
+    tmp_path: Path,
+) -> None:
+    server = kbs_factory()
+    image = _deploy(tmp_path, registry, server, node, run_policy=RUN_POLICY)
+    flags = ("--kbs", server.url, "--sim", "--tls-verify=false")
+    zygote = _zygote(pool)
+
+    def run_and_parent(text: str) -> int:
+        runner = subprocess.Popen(
+            [SEALPOD, "run", image, *flags, f"trap 'exit 143' TERM; echo {text}; while :; do busybox sleep 0.2; done"],
+            env=node,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+        )
+        assert runner.stdout is not None
+        assert runner.stderr is not None
+        with runner.stdout, runner.stderr:
+            assert runner.stdout.readline() == f"{text}\n".encode(), runner.stderr.read()
+            parent = _parent(pool.handed_over()[-1])
+            runner.send_signal(signal.SIGTERM)
+            assert runner.wait(timeout=30) == 143
+        return parent
+
+    assert run_and_parent("first") == zygote
+    assert run_and_parent("second") == zygote  # the replacement came from the same zygote
+    os.kill(zygote, signal.SIGKILL)
+    # the enclave forked before it died still serves (an orphan now); asking for its replacement finds the zygote gone
+    assert run_and_parent("third") != zygote
+    deadline = time.monotonic() + 60
+    while "is gone" not in pool.log.read_text():
+        assert time.monotonic() < deadline, pool.log.read_text()
+        time.sleep(0.1)
+    assert f"the enclave zygote (pid {zygote}) is gone" in pool.log.read_text()
+    replacement = _zygote(pool)
+    assert replacement != zygote
+    assert run_and_parent("fourth") == replacement
+
+
 def _ask_pool(pool: Pool, payload: bytes, fds: list[int]) -> dict[str, object]:
     with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as connection:
         connection.connect(str(pool.socket))

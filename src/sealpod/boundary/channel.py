@@ -28,6 +28,10 @@ class ChannelError(SealpodError):
     """The other end sent something that is not a channel message, or went away."""
 
 
+class ChannelClosed(ChannelError):
+    """The other end closed the channel (or its process ended)."""
+
+
 def send_message(sock: socket.socket, message: dict[str, Any], fds: list[int] | None = None) -> None:
     """Send one JSON message (with ``fds`` attached when given)."""
     payload = json.dumps(message).encode()
@@ -44,7 +48,7 @@ def receive_message(sock: socket.socket, max_fds: int = 0) -> tuple[dict[str, An
     data, fds, flags, _ = socket.recv_fds(sock, MAX_MESSAGE + 1, max_fds)
     try:
         if not data:
-            raise ChannelError("the other end closed the channel")
+            raise ChannelClosed("the other end closed the channel")
         if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
             raise ChannelError("channel message truncated (too long, or too many file descriptors)")
         try:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
+from typing import TYPE_CHECKING
 
 from sealpod.cli.common import err_console
-from sealpod.oci.models import Descriptor
 from sealpod.oci.pull import PullEvents
-from sealpod.oci.unpack import LayerStats
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+    from sealpod.oci.models import Descriptor
+    from sealpod.oci.unpack import LayerStats
 
 
 class ProgressEvents(PullEvents):
@@ -37,10 +41,12 @@ class ProgressEvents(PullEvents):
 
 @contextmanager
 def progress_events() -> Iterator[ProgressEvents]:
-    """Progress bars when stderr is a terminal."""
-    if not err_console.is_terminal:
+    """Progress bars when stderr is a terminal (rich is imported only then)."""
+    if not sys.stderr.isatty() or not err_console.is_terminal:
         yield ProgressEvents(None)
         return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),

@@ -33,6 +33,7 @@ from sealpod.config import state_dir
 from sealpod.errors import SealpodError
 
 RESTART_DELAY = 1.0  # after a pre-launched enclave died before it was ready
+ZYGOTE_START_TIMEOUT = 120.0  # its imports and measurement, on a loaded node
 KILLED = 128 + signal.SIGKILL  # the status a shell reports for a process SIGKILL ended
 
 
@@ -43,12 +44,17 @@ def pool_socket() -> Path:
 
 @dataclass
 class _Ready:
-    process: subprocess.Popen[bytes]
+    pid: int
     channel: socket.socket
 
 
 class EnclavePool:
-    """Keeps ``size`` pre-launched enclaves and hands each connection on ``path`` to one of them."""
+    """Keeps ``size`` pre-launched enclaves and hands each connection on ``path`` to one of them.
+
+    The enclaves are forks of one zygote (``python -m sealpod.enclave --zygote``, :mod:`sealpod.enclave.prelaunch`),
+    which imports and measures the enclave program once: a replacement is ready in milliseconds, and the forks share
+    the program's pages. The pool asks the zygote for a fork over their control channel, with the new enclave's end
+    of a fresh channel attached; the fork says ``{"ready": PID}`` on it."""
 
     def __init__(self, path: Path, size: int = 2, log: Callable[[str], None] | None = None) -> None:
         if size < 1:
@@ -58,8 +64,10 @@ class EnclavePool:
         self._ready: queue.Queue[_Ready] = queue.Queue()
         self._stopping = threading.Event()
         self._lock = threading.Lock()
-        self._idle: set[subprocess.Popen[bytes]] = set()
+        self._starting: set[socket.socket] = set()
         self._listener: socket.socket | None = None
+        self._zygote: subprocess.Popen[bytes] | None = None
+        self._control: socket.socket | None = None
 
     def serve_forever(self) -> None:
         """Listen, fill the pool, and hand over connections until :meth:`stop`."""
@@ -74,10 +82,12 @@ class EnclavePool:
             os.umask(old_umask)
         listener.listen(64)
         self._listener = listener
-        for _ in range(self.size):
-            self._launch()
-        self._log(f"listening on {self.path} with {self.size} pre-launched enclaves")
         try:
+            with self._lock:
+                self._start_zygote()
+            for _ in range(self.size):
+                self._launch()
+            self._log(f"listening on {self.path} with {self.size} pre-launched enclaves")
             while not self._stopping.is_set():
                 try:
                     connection, _ = listener.accept()
@@ -97,35 +107,69 @@ class EnclavePool:
             with contextlib.suppress(OSError):
                 self._listener.shutdown(socket.SHUT_RDWR)
 
-    def _launch(self) -> None:
+    def _start_zygote(self) -> None:
+        """Start the zygote and wait for its ready message (call with the lock held)."""
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with child:
             process = subprocess.Popen(
-                [sys.executable, "-m", ENCLAVE_MODULE, "--prelaunched", str(child.fileno())],
+                [sys.executable, "-m", ENCLAVE_MODULE, "--zygote", str(child.fileno())],
                 pass_fds=(child.fileno(),),
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        with self._lock:
-            self._idle.add(process)
-        threading.Thread(target=self._await_ready, args=(process, parent), daemon=True).start()
-
-    def _await_ready(self, process: subprocess.Popen[bytes], channel: socket.socket) -> None:
         try:
-            message, _ = receive_message(channel)
+            parent.settimeout(ZYGOTE_START_TIMEOUT)
+            message, _ = receive_message(parent)
             if expect_int(message, "ready") != process.pid:
                 raise ChannelError(f"ready message from pid {message['ready']}, not {process.pid}")
+            parent.settimeout(None)
+        except (ChannelError, OSError) as err:
+            parent.close()
+            process.kill()
+            raise SealpodError(
+                f"the enclave zygote (pid {process.pid}) did not start: {err} (exit {process.wait()})",
+                hint="its own error is above; `python -m sealpod.enclave` must run with this interpreter",
+            ) from None
+        self._zygote, self._control = process, parent
+
+    def _launch(self) -> None:
+        """Have the zygote fork one more pre-launched enclave (a new zygote when the old one is gone)."""
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with child, self._lock:
+            if self._stopping.is_set():
+                parent.close()
+                return
+            control, zygote = self._control, self._zygote
+            assert control is not None
+            assert zygote is not None
+            try:
+                send_message(control, {"fork": True}, [child.fileno()])
+            except OSError as err:
+                self._log(f"the enclave zygote (pid {zygote.pid}) is gone ({err}); starting another")
+                control.close()
+                zygote.wait()
+                self._start_zygote()
+                assert self._control is not None
+                send_message(self._control, {"fork": True}, [child.fileno()])
+            self._starting.add(parent)
+        threading.Thread(target=self._await_ready, args=(parent,), daemon=True).start()
+
+    def _await_ready(self, channel: socket.socket) -> None:
+        try:
+            message, _ = receive_message(channel)
+            pid = expect_int(message, "ready")
         except (ChannelError, OSError) as err:
             channel.close()
-            code = process.wait()
             with self._lock:
-                self._idle.discard(process)
+                self._starting.discard(channel)
             if not self._stopping.is_set():
-                self._log(f"a pre-launched enclave (pid {process.pid}) ended before it was ready ({err}; exit {code})")
+                self._log(f"a pre-launched enclave ended before it was ready ({err})")
                 time.sleep(RESTART_DELAY)
                 self._launch()
             return
-        self._ready.put(_Ready(process, channel))
+        with self._lock:
+            self._starting.discard(channel)
+        self._ready.put(_Ready(pid, channel))
 
     def _hand_over(self, connection: socket.socket) -> None:
         while not self._stopping.is_set():
@@ -133,39 +177,44 @@ class EnclavePool:
                 ready = self._ready.get(timeout=1.0)
             except queue.Empty:
                 continue
-            with self._lock:
-                self._idle.discard(ready.process)
             try:
                 send_message(ready.channel, {"connection": True}, [connection.fileno()])
             except OSError as err:
-                self._log(f"pre-launched enclave {ready.process.pid} is gone ({err}); trying the next")
+                self._log(f"pre-launched enclave {ready.pid} is gone ({err}); trying the next")
                 ready.channel.close()
-                ready.process.wait()
                 self._launch()
                 continue
             ready.channel.close()
-            self._log(f"handed a connection to pre-launched enclave {ready.process.pid}")
-            threading.Thread(target=ready.process.wait, daemon=True).start()  # reap it when it is done
+            self._log(f"handed a connection to pre-launched enclave {ready.pid}")
             self._launch()
             return
 
     def _shutdown(self) -> None:
+        """Close every channel: a waiting enclave ends, one still warming up ends at its ready message, and the
+        zygote ends (it is killed if it does not within seconds)."""
         if self._listener is not None:
             self._listener.close()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
-        while True:  # closing a ready enclave's channel ends it; one still starting is terminated
+        self._stopping.set()
+        while True:
             try:
                 self._ready.get_nowait().channel.close()
             except queue.Empty:
                 break
         with self._lock:
-            idle = list(self._idle)
-        for process in idle:
-            with contextlib.suppress(ProcessLookupError):
-                process.terminate()
-        for process in idle:
-            process.wait()
+            for channel in self._starting:
+                channel.close()
+            self._starting.clear()
+            if self._control is not None:
+                self._control.close()
+            zygote = self._zygote
+        if zygote is not None:
+            try:
+                zygote.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                zygote.kill()
+                zygote.wait()
 
 
 def run_in_pool(request: BootRequest, path: Path, on_start: Callable[[int], None] | None = None) -> int | None:
