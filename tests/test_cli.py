@@ -41,6 +41,24 @@ def test_pull_prints_the_digest_and_is_quiet_when_piped(layout: str, tmp_path: P
     assert (tmp_path / "rootfs/etc/os").read_text() == "sealpod\n"
 
 
+def test_registries_d_is_read_only_when_a_policy_requirement_needs_signatures(layout: str, tmp_path: Path) -> None:
+    broken = tmp_path / "registries.d"
+    broken.mkdir()
+    (broken / "bad.yaml").write_text("docker: [unclosed\n")
+    accept = tmp_path / "accept.json"
+    accept.write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}))
+    proc = sealpod("pull", layout, "--rootfs", tmp_path / "a", "--policy", accept, "--registries-d", broken)
+    assert proc.returncode == 0, proc.stderr  # as containers/image: no signature is looked for, nothing is read
+    signed = tmp_path / "signed.json"
+    key = tmp_path / "cosign.pub"
+    key.write_text("unused")
+    signed.write_text(json.dumps({"default": [{"type": "sigstoreSigned", "keyPath": str(key)}]}))
+    proc = sealpod("pull", layout, "--rootfs", tmp_path / "b", "--policy", signed, "--registries-d", broken)
+    assert proc.returncode == 2  # a configuration error (exit 2, as other policy errors)
+    assert f"registries.d: cannot read {broken / 'bad.yaml'}" in proc.stderr
+    assert not (tmp_path / "b").exists() or not any((tmp_path / "b").iterdir())
+
+
 def test_errors_are_one_line_with_a_hint_and_a_traceback_only_with_debug(layout: str, tmp_path: Path) -> None:
     (tmp_path / "rootfs").mkdir()
     (tmp_path / "rootfs/x").touch()
