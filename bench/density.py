@@ -4,14 +4,17 @@ One small image (busybox, and a page its httpd serves), encrypted with a CoCo KE
 cosign, in a local docker-registry; a KBS on 127.0.0.1 with this machine's enclave reference values. Then:
 
 1. N times `sealpod run -d --rootfs memory --net host --no-pool` (each a fresh enclave that attests, fetches the KEK,
-   checks the signature, pulls, decrypts and boots), each workload's httpd on its own loopback port;
-2. N times `runc run -d` of the bundle skopeo + umoci made of the same image (one shared read-only rootfs), the same
+   checks the signature, pulls, decrypts and boots), each workload's httpd on its own loopback port; then all stopped;
+2. the same N times through `sealpod node enclave-pool --size 2` (each enclave a fork of the pool's zygote, which does
+   the same per request);
+3. N times `runc run -d` of the bundle skopeo + umoci made of the same image (one shared read-only rootfs), the same
    httpd on its own port.
 
 Each container counts as started when its httpd answers with the page. With all N running, the memory of each
 side is the sum of the proportional set size (PSS, /proc/PID/smaps_rollup) of every process a container keeps:
-sealpod's supervisor, enclave and workload; runc's container process (runc itself has exited). Prints totals,
-per-container figures and the ratios (goal: <= 3x runc's memory per container).
+sealpod's supervisor, enclave and workload (and, pooled, the pool, its zygote and its idle enclaves, once per node);
+runc's container process (runc itself has exited). Prints totals, per-container figures and the ratios (goal: <= 3x
+runc's memory per container).
 
     .venv/bin/python bench/density.py [--count 50] [--dir /dev/shm]
 """
@@ -82,9 +85,10 @@ def pss_kib(pids: set[int]) -> int:
     return total
 
 
-def sealpod_pids(state: Path) -> dict[str, set[int]]:
+def sealpod_pids(state: Path, pool: int | None) -> dict[str, set[int]]:
     """Every process of every detached sealpod container by role: the supervisors, the enclaves (the Python agent
-    that attested and unpacked) and what runs below the enclaves (the workloads)."""
+    that attested and unpacked) and what runs below the enclaves (the workloads); with the ``pool`` pid, the pool's
+    own processes (itself, its zygote, its idle pre-launched enclaves)."""
     roles: dict[str, set[int]] = {"supervisor": set(), "enclave": set(), "workload": set()}
     for record in (state / "containers").glob("*/state.json"):
         data = json.loads(record.read_text())
@@ -95,7 +99,28 @@ def sealpod_pids(state: Path) -> dict[str, set[int]]:
         roles["workload"] |= below
         if data.get("supervisor_pid"):
             roles["supervisor"] |= descendants(int(data["supervisor_pid"])) - below - {enclave}
+    if pool is not None:
+        roles["pool"] = descendants(pool) - roles["enclave"] - roles["workload"]
     return roles
+
+
+def start_pool(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """`sealpod node enclave-pool --size 2`, once it listens."""
+    with log.open("wb") as out:
+        pool = subprocess.Popen([SEALPOD, "node", "enclave-pool", "--size", "2"], env=env, stderr=out)
+    deadline = time.monotonic() + 120
+    while "listening on" not in log.read_text():
+        if pool.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"the enclave pool did not start: {log.read_text()[-2000:]}")
+        time.sleep(0.05)
+    return pool
+
+
+def stop_all(state: Path, env: dict[str, str]) -> None:
+    """Stop and remove every detached sealpod container."""
+    for record in (state / "containers").glob("*/state.json"):
+        subprocess.run([SEALPOD, "stop", record.parent.name], capture_output=True, env=env, timeout=60)
+        subprocess.run([SEALPOD, "rm", record.parent.name], capture_output=True, env=env, timeout=60)
 
 
 def peer_bundles(work: Path, image: str, private: Path, count: int) -> tuple[list[Path], list[int]]:
@@ -135,6 +160,7 @@ def main() -> None:
     runc_root = work / "runc"
     started_peer: list[str] = []
     kbs: EmbeddedKbs | None = None
+    pool: subprocess.Popen[bytes] | None = None
     try:
         print(f"writing into {work}; {args.count} containers a side")
         build(work)
@@ -153,22 +179,33 @@ def main() -> None:
             with AdminClient(kbs.url) as admin:  # the tenant lets the host choose each workload's port, nothing else
                 admin.put_resource("default/run-policy/test", json.dumps({"allow_env": ["PORT"]}).encode())
 
-            ours: list[float] = []
-            for i in range(args.count):
-                port = free_port()
-                start = time.perf_counter()
-                sealpod(
-                    "run", "-d", "--name", f"d{i}", "--rootfs", "memory", "--net", "host", "--no-pool",
-                    "-e", f"PORT={port}", image, "--kbs", kbs.url, "--sim", "--tls-verify=false",
-                )  # fmt: skip
-                if not answered(port, time.monotonic() + 60):
-                    logs = subprocess.run([SEALPOD, "logs", f"d{i}"], capture_output=True, env=env, check=False)
-                    raise SystemExit(f"enclave d{i}'s workload did not answer on port {port}: {logs.stdout[-2000:]!r}")
-                ours.append(time.perf_counter() - start)
-            roles = sealpod_pids(state)
-            by_role = {role: pss_kib(pids) for role, pids in roles.items()}
-            our_kib = sum(by_role.values())
-            print(f"sealpod: {args.count} enclaves answered; start median {statistics.median(ours):.3f} s")
+            def start_enclaves(pooled: bool) -> tuple[list[float], dict[str, int]]:
+                times: list[float] = []
+                for i in range(args.count):
+                    port = free_port()
+                    start = time.perf_counter()
+                    sealpod(
+                        "run", "-d", "--name", f"d{i}", "--rootfs", "memory", "--net", "host",
+                        *(() if pooled else ("--no-pool",)),
+                        "-e", f"PORT={port}", image, "--kbs", kbs_url, "--sim", "--tls-verify=false",
+                    )  # fmt: skip
+                    if not answered(port, time.monotonic() + 60):
+                        logs = subprocess.run([SEALPOD, "logs", f"d{i}"], capture_output=True, env=env, check=False)
+                        raise SystemExit(f"enclave d{i} did not answer on port {port}: {logs.stdout!r:.2000}")
+                    times.append(time.perf_counter() - start)
+                roles = sealpod_pids(state, pool.pid if pool else None)
+                print(f"sealpod ({'pooled' if pooled else 'fresh'}): {args.count} enclaves answered")
+                return times, {role: pss_kib(pids) for role, pids in roles.items()}
+
+            kbs_url = kbs.url
+            ours, by_role = start_enclaves(pooled=False)
+            stop_all(state, env)
+            pool = start_pool(env, work / "pool.log")
+            pooled, pooled_by_role = start_enclaves(pooled=True)
+            stop_all(state, env)
+            pool.terminate()
+            pool.wait(timeout=60)
+            pool = None
 
             bundles, ports = peer_bundles(work, image, private, args.count)
             peer: list[float] = []
@@ -194,19 +231,26 @@ def main() -> None:
                 peer_pids |= descendants(int(json.loads(state_json)["pid"]))
             peer_kib = pss_kib(peer_pids)
         n = args.count
-        print(f"memory (PSS), sealpod: {our_kib / 1024:8.1f} MiB total, {our_kib / n / 1024:6.2f} MiB per enclave")
-        print(f"memory (PSS), runc:    {peer_kib / 1024:8.1f} MiB total, {peer_kib / n / 1024:6.2f} MiB per container")
-        print("  sealpod per enclave by role: " + ", ".join(f"{r} {k / n / 1024:.2f} MiB" for r, k in by_role.items()))
-        print(f"  ratio per container: {our_kib / max(peer_kib, 1):.1f}x (goal <= 3x)")
-        print(f"start to first answer, sealpod: median {statistics.median(ours):.3f} s, max {max(ours):.3f} s")
-        print(f"start to first answer, runc:    median {statistics.median(peer):.3f} s, max {max(peer):.3f} s")
-        print(f"  ratio of medians: {statistics.median(ours) / statistics.median(peer):.1f}x")
+        peer_per = peer_kib / n / 1024
+        print(f"memory (PSS), runc:           {peer_kib / 1024:8.1f} MiB total, {peer_per:6.2f} MiB per container")
+        for label, roles in (("sealpod fresh:", by_role), ("sealpod pooled:", pooled_by_role)):
+            total = sum(roles.values())
+            print(f"memory (PSS), {label:15} {total / 1024:8.1f} MiB total, {total / n / 1024:6.2f} MiB per enclave, "
+                  f"{total / max(peer_kib, 1):.1f}x runc's (goal <= 3x)")  # fmt: skip
+            print("  per enclave by role: " + ", ".join(f"{r} {k / n / 1024:.2f} MiB" for r, k in roles.items()))
+        peer_med = statistics.median(peer)
+        print(f"start to first answer, runc:           median {peer_med:.3f} s, max {max(peer):.3f} s")
+        for label, times in (("sealpod fresh:", ours), ("sealpod pooled:", pooled)):
+            med = statistics.median(times)
+            print(f"start to first answer, {label:15} median {med:.3f} s, max {max(times):.3f} s, "
+                  f"{med / peer_med:.1f}x runc's")  # fmt: skip
     finally:
         for name in started_peer:
             subprocess.run(["runc", "--root", str(runc_root), "delete", "--force", name], capture_output=True)
-        for record in (state / "containers").glob("*/state.json"):
-            subprocess.run([SEALPOD, "stop", record.parent.name], capture_output=True, env=env, timeout=60)
-            subprocess.run([SEALPOD, "rm", record.parent.name], capture_output=True, env=env, timeout=60)
+        stop_all(state, env)
+        if pool:
+            pool.terminate()
+            pool.wait(timeout=60)
         if kbs:
             kbs.stop()
         shutil.rmtree(work, ignore_errors=True)
