@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from common import SEALPOD, default_dir, need_tools, rsa_key_files
@@ -117,10 +118,15 @@ def start_pool(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
 
 
 def stop_all(state: Path, env: dict[str, str]) -> None:
-    """Stop and remove every detached sealpod container."""
-    for record in (state / "containers").glob("*/state.json"):
-        subprocess.run([SEALPOD, "stop", record.parent.name], capture_output=True, env=env, timeout=60)
-        subprocess.run([SEALPOD, "rm", record.parent.name], capture_output=True, env=env, timeout=60)
+    """Stop and remove every detached sealpod container, eight at a time (busybox httpd ignores SIGTERM as its
+    namespace's pid 1, so each stop takes its timeout: 1 s here)."""
+
+    def stop(name: str) -> None:
+        subprocess.run([SEALPOD, "stop", "-t", "1", name], capture_output=True, env=env, timeout=60)
+        subprocess.run([SEALPOD, "rm", name], capture_output=True, env=env, timeout=60)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(stop, [record.parent.name for record in (state / "containers").glob("*/state.json")]))
 
 
 def peer_bundles(work: Path, image: str, private: Path, count: int) -> tuple[list[Path], list[int]]:
