@@ -8,14 +8,11 @@ import contextlib
 import json
 import os
 import re
-import secrets
-import shutil
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from sealpod.boundary.request import BootRequest
@@ -117,6 +114,9 @@ def find(name_or_id: str) -> Container:
 
 def create(request: BootRequest, name: str | None, *, auto_remove: bool = False) -> Container:
     """Record a new container (its name must be new)."""
+    import secrets  # here, not at the top: a supervisor (one per container) loads only what it uses
+    from datetime import UTC, datetime
+
     container_id = secrets.token_hex(16)
     name = name or f"sealpod-{container_id[:8]}"
     if not _NAME.match(name):
@@ -179,4 +179,6 @@ def remove(container: Container, *, force: bool = False) -> None:
         if not force:
             raise UsageError(f"container {container.name} is running", hint=f"sealpod stop {container.name}, or rm -f")
         stop(container)
+    import shutil
+
     shutil.rmtree(container.directory, ignore_errors=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -24,6 +23,8 @@ def main() -> None:
 
     code = run_enclave(request, on_start=started)
     if container.auto_remove:
+        import shutil  # only then: this process stays as long as its container
+
         shutil.rmtree(container.directory, ignore_errors=True)
         os._exit(0)
     tmp = Path(container.directory) / "exit-code.tmp"
