@@ -92,6 +92,27 @@ def test_full_handshake_and_token_reuse(kbs_factory: Callable[..., KbsProcess], 
     assert "sealpod_kbs_resources_released_total 2" in metrics
 
 
+def test_a_missing_resource_is_refused_by_name_without_a_new_handshake(
+    kbs_factory: Callable[..., KbsProcess], sim: SimPlatform
+) -> None:
+    server = kbs_factory()
+    register_enclave(server.url)
+    with AdminClient(server.url) as admin:
+        admin.put_resource("default/key/1", b"present")
+    with _client(server, sim) as client:
+        assert client.get_resource("default/key/1") == b"present"
+        token = client._token
+        for _ in range(2):
+            with pytest.raises(KbsClientError) as missing:
+                client.get_resource("default/key/absent")
+            assert missing.value.variant == "PluginInternalError"
+            assert "resource default/key/absent does not exist" in str(missing.value)
+        assert client.get_resource("default/key/1") == b"present"
+        assert client._token == token
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert "sealpod_kbs_requests_auth_total 1" in metrics  # one handshake for all four requests (was three)
+
+
 def test_session_ids_are_random_hex_led_by_their_expiry(kbs_factory: Callable[..., KbsProcess]) -> None:
     """32 hex digits as trustee's simple UUIDs; the first 8 are the session's expiry, so that the store's key index
     grows at its end; the other 96 bits are random."""

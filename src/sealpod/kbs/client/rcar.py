@@ -27,6 +27,10 @@ from sealpod.kbs.client.keepalive import KeepAliveConnection
 from sealpod.kbs.client.protocol import PROTOCOL_VERSION, SESSION_COOKIE, check_resource_path, report_data
 from sealpod.tee import Attester
 
+#: 401 refusals that a new handshake does not change: the resource policy said no, or the resource does not exist
+#: (trustee answers both with 401; only the token's and session's own errors are worth attesting again for)
+FINAL_VARIANTS = frozenset({"PolicyDeny", "PluginInternalError"})
+
 
 class KbsClientError(SealpodError):
     """The KBS refused, or could not be reached."""
@@ -191,9 +195,9 @@ class KbsClient:
                         hint="the response was altered, or was not made for this TEE key",
                     ) from None
             last = refusal(status, body, f"resource {path}")
-            if status != 401 or last.variant == "PolicyDeny":
+            if status != 401 or last.variant in FINAL_VARIANTS:
                 raise last
-            self._token = None  # expired or unknown session: a new handshake
+            self._token = None  # expired or unknown token or session: a new handshake
         assert last is not None
         raise last
 
