@@ -1,5 +1,5 @@
 """``python -m sealpod``: the command line."""
 
-from sealpod.cli.app import main
+from sealpod.cli.entry import main
 
 main()

@@ -10,7 +10,7 @@ import pytest
 from rich.markup import escape as rich_escape
 from rich.text import Text
 
-from sealpod.cli.common import escape, strip_markup
+from sealpod.cli.console import escape, strip_markup
 
 SAMPLES = [
     "plain text",
@@ -42,7 +42,7 @@ def test_stripped_markup_is_what_rich_prints_without_styles(markup: str) -> None
 def test_a_command_s_messages_to_a_pipe_do_not_import_rich() -> None:
     code = (
         "import sys\n"
-        "from sealpod.cli.common import err_console, escape\n"
+        "from sealpod.cli.console import err_console, escape\n"
         "err_console.print(f'[bold red]error:[/] {escape(\"bad [x]\")}')\n"
         "assert 'rich' not in sys.modules, sorted(m for m in sys.modules if m.startswith('rich'))\n"
     )

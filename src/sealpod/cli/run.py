@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
-from sealpod.cli.common import TlsVerify, parse_bool, parse_size
+from sealpod.cli.common import TlsVerify, parse_bool
 from sealpod.cli.common import run as run_action
+from sealpod.cli.run_start import start
 
 
 def run(
@@ -84,69 +85,11 @@ def run(
     from the KBS to the attested enclave. stdin, stdout, stderr and the exit status pass through.
     """
 
-    def action() -> None:
-        from sealpod.boundary.request import BootRequest
-        from sealpod.errors import SealpodError
-        from sealpod.runtime.launch import run_enclave
-
-        if not kbs:
-            raise SealpodError("no KBS given", hint="pass --kbs URL (the key broker that holds this image's keys)")
-        if net not in ("none", "host"):
-            raise SealpodError(f"--net {net!r} is not supported", hint="use 'none' or 'host'")
-        if rootfs not in ("gocryptfs", "memory"):
-            raise SealpodError(f"--rootfs {rootfs!r} is not supported", hint="use 'gocryptfs' or 'memory'")
-        request = BootRequest(
-            image=image,
-            kbs_url=kbs,
-            command=list(command or []),
-            env=list(env or []),
-            name=name or "sealpod",
-            share_net=net == "host",
-            allow_sim=sim,
-            registry_tls_verify=parse_bool(tls_verify),
-            kbs_ca_file=kbs_ca,
-            policy_uri=policy_uri,
-            memory=parse_size(memory) if memory else None,
-            pids=pids,
-            rootfs=rootfs,
-            init_data=_read_init_data(init_data) if init_data else None,
-            volumes=[_absolute_volume(item) for item in volume or []],
+    code = run_action(
+        lambda: start(
+            image, command, kbs, env, volume, name, detach, net, rootfs, rm, sim, parse_bool(tls_verify), kbs_ca,
+            memory, pids, no_pool, policy_uri, init_data,
         )
-        request.volume_specs()
-        if detach:
-            from sealpod.runtime.containers import create, start_detached
-
-            container = create(request, name, auto_remove=rm)
-            start_detached(container)
-            typer.echo(container.id)
-            return
-        code = run_enclave(request, use_pool=not no_pool)
-        if code:
-            raise typer.Exit(code)
-
-    run_action(action)
-
-
-def _read_init_data(path: Path) -> str:
-    """The init-data file's text (parsed and checked in the enclave, which binds it into its evidence)."""
-    from sealpod.errors import UsageError
-
-    try:
-        with path.open("rb") as handle:
-            raw = handle.read(64 * 1024 + 1)
-    except OSError as err:
-        raise UsageError(f"cannot read the init-data {path}: {err.strerror}") from None
-    if len(raw) > 64 * 1024:
-        raise UsageError(f"the init-data {path} is over 64 KiB")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise UsageError(f"the init-data {path} is not UTF-8 text") from None
-
-
-def _absolute_volume(item: str) -> str:
-    """``-v``'s value with a relative source made absolute (as podman does)."""
-    source, sep, rest = item.partition(":")
-    if sep and source and not source.startswith("/"):
-        return f"{Path(source).resolve()}:{rest}"
-    return item
+    )  # fmt: skip
+    if code:
+        raise typer.Exit(code)
