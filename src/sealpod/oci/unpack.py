@@ -179,22 +179,27 @@ class RootfsWriter:
         parent = self.resolve_dir(parent_path or "/", create=True)
         assert parent is not None
         host = parent + "/" + base
-        try:
-            existing = os.lstat(host)
-        except FileNotFoundError:
-            existing = None
-        if existing is not None and not (entry.type == ts.DIRECTORY and stat.S_ISDIR(existing.st_mode)):
-            self._remove(host)
         self._upper.add(host)
+        # made exclusively (O_EXCL, mkdir, symlink, link, mknod all refuse an existing name), so that a new path,
+        # nearly every path of a pull, costs no lookup first; what exists is looked at and replaced only then
+        try:
+            self._make(tar, entry, host, stats)
+        except FileExistsError:
+            existing = os.lstat(host)
+            if entry.type == ts.DIRECTORY and stat.S_ISDIR(existing.st_mode):
+                self._directory_metadata(host, entry)
+                return
+            self._remove(host)
+            self._make(tar, entry, host, stats)
+
+    def _make(self, tar: ts.TarStream, entry: ts.TarEntry, host: str, stats: LayerStats) -> None:
+        """Create ``host`` for ``entry``; FileExistsError, before anything is written, when the name is taken."""
         kind = entry.type
         if kind == ts.REGULAR:
             self._write_file(tar, entry, host)
         elif kind == ts.DIRECTORY:
-            if existing is None or not stat.S_ISDIR(existing.st_mode):
-                os.mkdir(host, 0o700)
-            self._set_owner(host, entry)
-            self._set_xattrs(host, entry)
-            self._record_dir(host, entry)
+            os.mkdir(host, 0o700)
+            self._directory_metadata(host, entry)
         elif kind == ts.SYMLINK:
             os.symlink(entry.linkname, host)
             self._set_owner(host, entry)
@@ -203,6 +208,11 @@ class RootfsWriter:
             self._hardlink(entry, host)
         else:
             self._special(entry, host, stats)
+
+    def _directory_metadata(self, host: str, entry: ts.TarEntry) -> None:
+        self._set_owner(host, entry)
+        self._set_xattrs(host, entry)
+        self._record_dir(host, entry)
 
     def _whiteout(self, parent_path: str, base: str, entry: ts.TarEntry) -> None:
         parent = self.resolve_dir(parent_path, create=False)
