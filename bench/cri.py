@@ -6,7 +6,8 @@ garbage-collected, the enclave's rootfs volume removed):
 
 1. sealpod: the encrypted, signed image under the ``sealpod`` runtime handler and snapshotter (CRI PullImage fetches
    the manifest and config only; the enclave attests to a KBS on 127.0.0.1, pulls, verifies, decrypts and unpacks);
-   with the default gocryptfs rootfs and with the memory rootfs;
+   with the default gocryptfs rootfs (a fresh enclave, and a pre-launched one of ``sealpod node enclave-pool``, which
+   the runtime takes when the node config's ``use_pool`` allows) and with the memory rootfs;
 2. runc: the same image unencrypted under the default runc handler (containerd pulls and unpacks it).
 
     .venv/bin/python bench/cri.py [--rounds 3] [--mb 200] [--files 7000] [--dir /dev/shm]
@@ -40,12 +41,12 @@ from sealpod.runtime.containerd_config import sealpod_settings
 BIN = Path(sys.executable).parent
 
 
-def runtime_handler(work: Path, name: str, kbs_url: str, state: Path, rootfs: str) -> RuntimeHandler:
-    """sealpod-runtime with a node config of its own (the KBS, the sim platform, the rootfs kind)."""
+def runtime_handler(work: Path, name: str, kbs_url: str, state: Path, rootfs: str, pool: bool) -> RuntimeHandler:
+    """sealpod-runtime with a node config of its own (the KBS, the sim platform, the rootfs kind, the pool)."""
     config = work / f"{name}.toml"
     config.write_text(
         f'kbs_url = "{kbs_url}"\nallow_sim = true\nregistry_tls_verify = false\nrootfs = "{rootfs}"\n'
-        f'state_dir = "{state}"\n'
+        f'state_dir = "{state}"\nuse_pool = {str(pool).lower()}\n'
     )
     wrapper = work / name
     wrapper.write_text(f'#!/bin/sh\nSEALPOD_RUNTIME_CONFIG={config} exec {BIN / "sealpod-runtime"} "$@"\n')
@@ -87,6 +88,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="sp-cri-", dir=args.dir))
     kbs: EmbeddedKbs | None = None
     snapshotter: subprocess.Popen[bytes] | None = None
+    pool: subprocess.Popen[bytes] | None = None
     try:
         print(f"writing into {work}")
         build(work, args.mb, args.files)
@@ -132,31 +134,49 @@ def main() -> None:
                 sandbox_image=push_sandbox_image(registry.host, work / "pause"),
                 registries=[registry.host],
                 runtimes={
-                    "sealpod": runtime_handler(work, "sealpod", kbs.url, state, "gocryptfs"),
-                    "sealpod-mem": runtime_handler(work, "sealpod-mem", kbs.url, state, "memory"),
+                    "sealpod": runtime_handler(work, "sealpod", kbs.url, state, "gocryptfs", pool=False),
+                    "sealpod-mem": runtime_handler(work, "sealpod-mem", kbs.url, state, "memory", pool=False),
+                    "sealpod-pool": runtime_handler(work, "sealpod-pool", kbs.url, state, "gocryptfs", pool=True),
                 },
                 snapshotter=settings["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["snapshotter"],
                 proxy_plugins={name: (p["type"], p["address"]) for name, p in settings["proxy_plugins"].items()},
             )
+            pool_log = work / "pool.log"
+            with pool_log.open("wb") as out:
+                pool = subprocess.Popen([SEALPOD, "node", "enclave-pool", "--size", "2"], env=env, stderr=out)
+            while "listening on" not in pool_log.read_text():
+                if pool.poll() is not None:
+                    raise SystemExit(f"the enclave pool did not start: {pool_log.read_text()}")
+                time.sleep(0.05)
             with ctd:
                 cri = ctd.client()
                 first_log_line(cri, "runc", plain, "warmup")  # the pause image, once, for both sides
-                times: dict[str, list[float]] = {"sealpod": [], "sealpod_mem": [], "runc": []}
+                times: dict[str, list[float]] = {"sealpod": [], "sealpod_mem": [], "sealpod_pool": [], "runc": []}
                 for r in range(args.rounds):
                     shutil.rmtree(state / "rootfs", ignore_errors=True)
                     os.sync()
                     times["sealpod"].append(first_log_line(cri, "sealpod", encrypted, f"s{r}"))
                     os.sync()
                     times["sealpod_mem"].append(first_log_line(cri, "sealpod-mem", encrypted, f"m{r}"))
+                    shutil.rmtree(state / "rootfs", ignore_errors=True)
+                    os.sync()
+                    times["sealpod_pool"].append(first_log_line(cri, "sealpod-pool", encrypted, f"p{r}"))
                     os.sync()
                     times["runc"].append(first_log_line(cri, "runc", plain, f"r{r}"))
                     print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()))
         med = {k: statistics.median(v) for k, v in times.items()}
         print(f"RunPodSandbox to first log line, sealpod (gocryptfs rootfs): {med['sealpod']:6.2f} s")
         print(f"RunPodSandbox to first log line, sealpod (memory rootfs):    {med['sealpod_mem']:6.2f} s")
+        print(f"RunPodSandbox to first log line, sealpod, pre-launched:      {med['sealpod_pool']:6.2f} s")
         print(f"RunPodSandbox to first log line, runc, unencrypted image:    {med['runc']:6.2f} s")
-        print(f"  ratio: gocryptfs {med['sealpod'] / med['runc']:.2f}x, memory {med['sealpod_mem'] / med['runc']:.2f}x")
+        print(
+            f"  ratio: gocryptfs {med['sealpod'] / med['runc']:.2f}x, memory {med['sealpod_mem'] / med['runc']:.2f}x, "
+            f"pre-launched {med['sealpod_pool'] / med['runc']:.2f}x (target <= 0.5x)"
+        )
     finally:
+        if pool:
+            pool.terminate()
+            pool.wait(30)
         if snapshotter:
             snapshotter.terminate()
             snapshotter.wait(10)

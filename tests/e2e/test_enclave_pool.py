@@ -178,8 +178,12 @@ def test_the_pool_refuses_malformed_requests_by_name_and_keeps_serving(
         reply = _ask_pool(pool, json.dumps({"image": "x", "kbs_url": "y"}).encode(), [])
         assert "carried 0 descriptors, not stdin, stdout and stderr" in str(reply["error"])
         reply = _ask_pool(pool, json.dumps({"image": "x", "kbs_url": "y", "start_fd": 5}).encode(), stdio)
-        assert "cannot wait on a start FIFO" in str(reply["error"])
-    assert len(pool.handed_over()) == 6
+        assert "carries it after stdin, stdout and stderr (start_fd 3), not as start_fd 5 with 3" in str(reply["error"])
+        reply = _ask_pool(pool, json.dumps({"image": "x", "kbs_url": "y", "start_fd": 3}).encode(), stdio)
+        assert "not as start_fd 3 with 3 descriptors" in str(reply["error"])  # the FIFO itself is missing
+        reply = _ask_pool(pool, json.dumps({"image": "x", "kbs_url": "y"}).encode(), [*stdio, null_in.fileno()])
+        assert "carried 4 descriptors, not stdin, stdout and stderr" in str(reply["error"])
+    assert len(pool.handed_over()) == 8
     assert not (Path(node["SEALPOD_STATE_DIR"]) / "rootfs").exists()  # nothing was attested, pulled or mounted
 
     server = kbs_factory()
@@ -187,7 +191,7 @@ def test_the_pool_refuses_malformed_requests_by_name_and_keeps_serving(
     proc = _run(node, image, "--kbs", server.url, "--sim", "--tls-verify=false", "echo still serving")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "still serving\n"
-    assert len(pool.handed_over()) == 7
+    assert len(pool.handed_over()) == 9
 
 
 def test_without_a_listening_pool_a_fresh_enclave_runs(

@@ -16,6 +16,7 @@ import pytest
 
 from sealpod.oci.localregistry import LocalRegistry
 from tests.conftest import need
+from tests.e2e.pool import Pool
 from tests.e2e.test_run import CONFIG, RUN_POLICY, _deploy
 from tests.kbs.conftest import KbsProcess
 
@@ -111,6 +112,43 @@ def test_a_sealpod_bundle_boots_the_enclave_with_the_pods_command(
     # the kubelet's variables are not the tenant's: no run policy lets them in, so they are dropped, not refused
     assert "drops the host's variables KUBERNETES_SERVICE_HOST, HOSTNAME" in log
     assert not (tmp_path / "runtime-root" / "c1").exists()
+
+
+def test_with_the_node_s_enclave_pool_a_container_runs_in_a_pre_launched_enclave(
+    registry: LocalRegistry,
+    kbs_factory: Callable[..., KbsProcess],
+    node: dict[str, str],
+    runtime_node: Callable[[str], dict[str, str]],
+    pool: Pool,
+    tmp_path: Path,
+) -> None:
+    server = kbs_factory()
+    image = _deploy(tmp_path, registry, server, node)
+    env = runtime_node(server.url)
+    image_argv = [*CONFIG["Entrypoint"], *CONFIG["Cmd"]]  # type: ignore[misc]
+    bundle = _bundle(tmp_path, "b1", image=image, args=image_argv, env=[*CONFIG["Env"], *KUBELET_ENV])  # type: ignore[misc]
+
+    report, log = _shim(tmp_path, bundle, env, "c1")
+
+    (enclave,) = pool.handed_over()  # the shim reaped the runtime's fork that held the pool's connection
+    assert report["create"] == 0, log
+    assert report["state"] == "created"  # the pre-launched enclave waits on the start FIFO it was handed
+    assert report["start"] == 0, report["start_error"]
+    assert report["exit"] == 7, log
+    assert report["state_after"] == "stopped"
+    assert report["delete"] == 0
+    assert "user=1000:1000" in log
+    assert "host=pod-a" in log
+    assert "drops the host's variables KUBERNETES_SERVICE_HOST, HOSTNAME" in log
+    assert not Path(f"/proc/{enclave}").exists() or "Z" in Path(f"/proc/{enclave}/stat").read_text().split(")")[1]
+    assert not (tmp_path / "runtime-root" / "c1").exists()
+
+    # the node's config can keep containers out of the pool
+    config = Path(env["SEALPOD_RUNTIME_CONFIG"])
+    config.write_text(config.read_text() + "use_pool = false\n")
+    report, log = _shim(tmp_path, _bundle(tmp_path, "b2", image=image, args=image_argv, env=[]), env, "c2")
+    assert report["exit"] == 7, log
+    assert len(pool.handed_over()) == 1
 
 
 def test_a_pod_command_the_run_policy_does_not_allow_is_refused_before_the_workload(

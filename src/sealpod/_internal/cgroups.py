@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +105,21 @@ def remove_container(path: str, root: Path = CGROUP_ROOT) -> None:
         container = hierarchy / relative
         for directory in (container / "workload", container / "enclave", container):
             _remove_when_empty(directory)
+
+
+def kill_container(path: str, root: Path = CGROUP_ROOT) -> None:
+    """SIGKILL every process in the container's cgroups (as ``runc delete --force`` does)."""
+    relative = path.strip("/")
+    for hierarchy in _hierarchies(root):
+        container = hierarchy / relative
+        for directory in (container / "workload", container / "enclave", container):
+            try:
+                pids = (directory / "cgroup.procs").read_text().split()
+            except OSError:
+                continue
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
 
 
 def _remove_when_empty(directory: Path, attempts: int = 50) -> None:

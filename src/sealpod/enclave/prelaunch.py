@@ -20,6 +20,7 @@ platform's; the import time is saved on both.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import importlib
 import os
@@ -41,6 +42,9 @@ from sealpod.errors import SealpodError
 
 #: After the host went away: a SIGTERM (forwarded to the workload), then another this much later (kills it).
 HOST_GONE_GRACE = 10.0
+#: The same for an OCI runtime's container: its host process is what the runtime reported as the container, and
+#: containerd takes it for dead; the runtime's delete kills what is left in the container's cgroup anyway.
+RUNTIME_HOST_GONE_GRACE = 1.0
 
 
 #: Modules a request's first call would import: the codecs of name resolution and of JCS's key order, and what
@@ -126,29 +130,27 @@ def serve(channel_fd: int) -> int:
 
 def _run_connection(connection: socket.socket) -> int:
     try:
-        message, stdio = receive_message(connection, max_fds=STDIO_FDS)
+        message, fds = receive_message(connection, max_fds=STDIO_FDS + 1)
     except (ChannelError, OSError) as err:
         _reply(connection, {"error": f"no request: {err}"})
         return 125
-    if len(stdio) != STDIO_FDS:
-        for fd in stdio:
+    try:
+        request = _parse_request(message, fds)
+    except SealpodError as err:
+        for fd in fds:
             os.close(fd)
-        _reply(connection, {"error": f"the request carried {len(stdio)} descriptors, not stdin, stdout and stderr"})
+        _reply(connection, {"error": str(err)})
         return 125
     sys.stdout.flush()
     sys.stderr.flush()
-    for target, fd in enumerate(stdio):
+    for target, fd in enumerate(fds[:STDIO_FDS]):
         os.dup2(fd, target)
         os.close(fd)
-    try:
-        request = _parse_request(message)
-    except SealpodError as err:
-        _reply(connection, {"error": str(err)})
-        return 125
     terminate_on_sigterm()
     _reply(connection, {"pid": os.getpid()})
     finished = threading.Event()
-    threading.Thread(target=_watch_host, args=(connection, finished), daemon=True).start()
+    grace = RUNTIME_HOST_GONE_GRACE if request.start_fd is not None else HOST_GONE_GRACE  # a runtime's: a FIFO
+    threading.Thread(target=_watch_host, args=(connection, finished, grace), daemon=True).start()
     code = boot_reporting(request)
     sys.stdout.flush()
     sys.stderr.flush()
@@ -157,11 +159,19 @@ def _run_connection(connection: socket.socket) -> int:
     return code
 
 
-def _parse_request(message: dict[str, object]) -> BootRequest:
+def _parse_request(message: dict[str, object], fds: list[int]) -> BootRequest:
+    """The request, its start FIFO (``start_fd`` 3: the descriptor after stdio) replaced by the one received."""
     request = BootRequest.from_values(message)
-    if request.start_fd is not None:
-        raise SealpodError("a pre-launched enclave cannot wait on a start FIFO", hint="start the enclave directly")
-    return request
+    if request.start_fd is None:
+        if len(fds) != STDIO_FDS:
+            raise SealpodError(f"the request carried {len(fds)} descriptors, not stdin, stdout and stderr")
+        return request
+    if request.start_fd != STDIO_FDS or len(fds) != STDIO_FDS + 1:
+        raise SealpodError(
+            f"a request with a start FIFO carries it after stdin, stdout and stderr (start_fd {STDIO_FDS}), "
+            f"not as start_fd {request.start_fd} with {len(fds)} descriptors"
+        )
+    return dataclasses.replace(request, start_fd=fds[STDIO_FDS])
 
 
 def _reply(connection: socket.socket, message: dict[str, object]) -> None:
@@ -169,12 +179,13 @@ def _reply(connection: socket.socket, message: dict[str, object]) -> None:
         send_message(connection, message)
 
 
-def _watch_host(connection: socket.socket, finished: threading.Event) -> None:
-    """The host closing its end (or sending anything more) ends the run, as a killed parent would."""
+def _watch_host(connection: socket.socket, finished: threading.Event, grace: float) -> None:
+    """The host closing its end (or sending anything more) ends the run, as a killed parent would: a SIGTERM, and
+    after ``grace`` seconds another (on which the workload is killed)."""
     with contextlib.suppress(OSError):
         connection.recv(1)
     if finished.is_set():
         return
     os.kill(os.getpid(), signal.SIGTERM)
-    if not finished.wait(HOST_GONE_GRACE):
+    if not finished.wait(grace):
         os.kill(os.getpid(), signal.SIGTERM)

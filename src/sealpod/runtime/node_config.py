@@ -10,6 +10,8 @@ the KBS after attestation. Example::
     rootfs = "gocryptfs"                      # or "memory"
     state_dir = "/var/lib/sealpod"
     runc = "/usr/sbin/runc"                   # ordinary containers and pause sandboxes run here
+    use_pool = true                           # a container takes a pre-launched enclave when the node's
+                                              # enclave pool (sealpod node enclave-pool) listens in state_dir
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ _FIELDS = {
     "state_dir": str,
     "runc": str,
     "policy_uri": str,
+    "use_pool": bool,
 }
 
 
@@ -47,6 +50,7 @@ class NodeConfig:
     state_dir: str | None = None
     runc: str = ""
     policy_uri: str | None = None
+    use_pool: bool = True
 
     @classmethod
     def load(cls, path: Path | None = None) -> NodeConfig:

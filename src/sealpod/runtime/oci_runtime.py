@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,9 +22,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
-from sealpod._internal.cgroups import remove_container
+from sealpod._internal.cgroups import kill_container, remove_container
 from sealpod.boundary.request import BootRequest
+from sealpod.config import state_dir
 from sealpod.errors import SealpodError
+from sealpod.runtime.enclave_pool import connect, run_on
 from sealpod.runtime.launch import enclave_command
 from sealpod.runtime.node_config import NodeConfig
 from sealpod.runtime.oci_bundle import Bundle
@@ -143,7 +146,7 @@ def create(invocation: Invocation, config: NodeConfig, bundle: Bundle, image: st
         annotations=bundle.annotations,
         cgroup_path=bundle.cgroups_path(),
     )
-    process: subprocess.Popen[bytes] | None = None
+    pid: int | None = None
     try:
         start_fd = record.open_start_fifo(invocation.root)
         request = BootRequest(
@@ -165,27 +168,61 @@ def create(invocation: Invocation, config: NodeConfig, bundle: Bundle, image: st
             init_data=bundle.init_data(),
             volumes=bundle.volumes(),
         )
-        env = dict(os.environ)
-        if config.state_dir:
-            env["SEALPOD_STATE_DIR"] = config.state_dir
-        process = subprocess.Popen(
-            enclave_command(request), pass_fds=(start_fd,), start_new_session=True, cwd=bundle.path, env=env
-        )
+        connection = _pool_connection(config)
+        if connection is not None:
+            pid = _start_pooled(connection, request, start_fd)
+        else:
+            env = dict(os.environ)
+            if config.state_dir:
+                env["SEALPOD_STATE_DIR"] = config.state_dir
+            process = subprocess.Popen(
+                enclave_command(request), pass_fds=(start_fd,), start_new_session=True, cwd=bundle.path, env=env
+            )
+            pid = process.pid
         os.close(start_fd)
-        record.record_pid(process.pid)
+        record.record_pid(pid)
         record.save(invocation.root)
         pid_file = invocation.flags.get("--pid-file")
         if pid_file:
-            _write_pid_file(pid_file, process.pid)
+            _write_pid_file(pid_file, pid)
     except BaseException:
-        if process is not None:  # nothing half-made survives a failed create: the enclave goes too
+        if pid is not None:  # nothing half-made survives a failed create: the enclave goes too
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+                os.killpg(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
         if record.cgroup_path:
             remove_container(record.cgroup_path)
         record.remove(invocation.root)
         raise
+
+
+def _pool_connection(config: NodeConfig) -> socket.socket | None:
+    """A connection to the node's enclave pool, when the config lets containers use it and it listens."""
+    if not config.use_pool:
+        return None
+    directory = Path(config.state_dir) if config.state_dir else state_dir()
+    return connect(directory / "enclave-pool.sock")
+
+
+def _start_pooled(connection: socket.socket, request: BootRequest, start_fd: int) -> int:
+    """Fork the container's process for a pre-launched enclave: it hands the enclave the request, its stdio (the
+    container's) and the start FIFO, forwards signals to it and exits with the workload's status, so that the shim
+    adopts and reaps it as it would a fresh enclave. Returns its pid."""
+    pid = os.fork()
+    if pid == 0:
+        code = 125
+        try:
+            os.setsid()
+            code = run_on(connection, request, start_fifo=start_fd)
+        except (SealpodError, OSError) as err:
+            print(f"sealpod-runtime: {err}", file=sys.stderr)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    connection.close()
+    return pid
 
 
 def start(invocation: Invocation, record: EnclaveContainer) -> None:
@@ -255,6 +292,7 @@ def delete(invocation: Invocation, record: EnclaveContainer) -> None:
         while record.alive() and time.monotonic() < deadline:
             time.sleep(0.01)
     if record.cgroup_path:
+        kill_container(record.cgroup_path)  # a pre-launched enclave is in it, not in the process group above
         remove_container(record.cgroup_path)
     record.remove(invocation.root)
 
