@@ -1,66 +1,141 @@
-"""``sealpod run`` without typer: its arguments parsed here when they are ones this parser reads exactly as
-click reads them, since importing typer and building the command is ~40 ms of a pre-launched enclave's ~120 ms warm
-start. Anything else (``--help``, a global flag, an unknown, repeated-flag or malformed option, a value this parser
-does not check as typer would) returns None, and typer parses and answers as it always does.
-``tests/cli/test_fast.py`` holds the option table to typer's command and every parse to typer's."""
+"""The hot commands (``sealpod run``, ``sealpod pull``) without typer: their arguments parsed here when they are
+ones this parser reads exactly as click does, since importing typer and building the command is ~40 ms of a
+pre-launched enclave's ~120 ms warm start and of a small pull. Anything else (``--help``, a global flag, an unknown,
+repeated-flag or malformed option, a value this parser does not check as typer would) returns None, and typer parses
+and answers as it always does. ``tests/cli/test_fast.py`` holds each table to typer's command and every parse to
+typer's own."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
 from sealpod.cli.console import bool_value, err_console, log_to_stderr, report
 from sealpod.errors import SealpodError
 
-#: ``sealpod run``'s flags (no value) and options (one value), by spelling, to the parameter of
-#: :func:`sealpod.cli.run_start.start` they set
-RUN_FLAGS = {"-d": "detach", "--detach": "detach", "--rm": "rm", "--sim": "sim", "--no-pool": "no_pool"}
-RUN_OPTIONS = {
-    "--kbs": "kbs",
-    "-e": "env",
-    "--env": "env",
-    "-v": "volume",
-    "--volume": "volume",
-    "--name": "name",
-    "--net": "net",
-    "--rootfs": "rootfs",
-    "--tls-verify": "tls_verify",
-    "--kbs-ca": "kbs_ca",
-    "-m": "memory",
-    "--memory": "memory",
-    "--pids-limit": "pids",
-    "--policy-uri": "policy_uri",
-    "--init-data": "init_data",
-}
-#: options that may be given many times (each adds a value)
-RUN_REPEATED = frozenset({"env", "volume"})
-#: every parameter's value when its option is absent (typer's defaults)
-RUN_DEFAULTS: dict[str, Any] = {
-    "command": None,
-    "kbs": "",
-    "env": None,
-    "volume": None,
-    "name": None,
-    "detach": False,
-    "net": "none",
-    "rootfs": "gocryptfs",
-    "rm": False,
-    "sim": False,
-    "tls_verify": True,
-    "kbs_ca": None,
-    "memory": None,
-    "pids": None,
-    "no_pool": False,
-    "policy_uri": None,
-    "init_data": None,
-}
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """One command's arguments as typer declares them, and where its typer-free body is."""
+
+    #: flag spelling -> (parameter, the value it sets)
+    flags: dict[str, tuple[str, bool]]
+    #: option spelling -> parameter (one value each)
+    options: dict[str, str]
+    #: the parameters whose option may be given many times
+    repeated: frozenset[str]
+    #: every optional parameter's value when absent (typer's defaults)
+    defaults: dict[str, Any]
+    #: required options: without one, typer says so
+    required: frozenset[str]
+    #: the positional parameters; with ``variadic`` the last takes the rest
+    positional: tuple[str, ...]
+    variadic: bool
+    #: conversions of option values: ``int``, ``path``, ``bool`` (true/false as --tls-verify)
+    kinds: dict[str, str]
+    #: ``module:function`` taking the parameters as keywords and returning the exit status
+    body: str
 
 
-def parse_run(args: list[str]) -> dict[str, Any] | None:
-    """The keyword arguments of :func:`~sealpod.cli.run_start.start` for ``sealpod run ARGS``, or None when typer
-    should parse them."""
-    values = dict(RUN_DEFAULTS)
-    repeated: dict[str, list[str]] = {key: [] for key in RUN_REPEATED}
+RUN = CommandSpec(
+    flags={
+        "-d": ("detach", True),
+        "--detach": ("detach", True),
+        "--rm": ("rm", True),
+        "--sim": ("sim", True),
+        "--no-pool": ("no_pool", True),
+    },
+    options={
+        "--kbs": "kbs",
+        "-e": "env",
+        "--env": "env",
+        "-v": "volume",
+        "--volume": "volume",
+        "--name": "name",
+        "--net": "net",
+        "--rootfs": "rootfs",
+        "--tls-verify": "tls_verify",
+        "--kbs-ca": "kbs_ca",
+        "-m": "memory",
+        "--memory": "memory",
+        "--pids-limit": "pids",
+        "--policy-uri": "policy_uri",
+        "--init-data": "init_data",
+    },
+    repeated=frozenset({"env", "volume"}),
+    defaults={
+        "command": None,
+        "kbs": "",
+        "env": None,
+        "volume": None,
+        "name": None,
+        "detach": False,
+        "net": "none",
+        "rootfs": "gocryptfs",
+        "rm": False,
+        "sim": False,
+        "tls_verify": True,
+        "kbs_ca": None,
+        "memory": None,
+        "pids": None,
+        "no_pool": False,
+        "policy_uri": None,
+        "init_data": None,
+    },
+    required=frozenset(),
+    positional=("image", "command"),
+    variadic=True,
+    kinds={"tls_verify": "bool", "pids": "int", "init_data": "path"},
+    body="sealpod.cli.run_start:start",
+)
+
+PULL = CommandSpec(
+    flags={
+        "--allow-devices": ("allow_devices", True),
+        "--no-allow-devices": ("allow_devices", False),
+        "--insecure-policy": ("insecure_policy", True),
+    },
+    options={
+        "--rootfs": "rootfs",
+        "--platform": "platform",
+        "--tls-verify": "tls_verify",
+        "--ca-file": "ca_file",
+        "--max-size": "max_size",
+        "--max-entries": "max_entries",
+        "--policy": "policy",
+        "--registries-d": "registries_d",
+        "--decryption-key": "decryption_key",
+    },
+    repeated=frozenset({"decryption_key"}),
+    defaults={
+        "platform": None,
+        "tls_verify": True,
+        "ca_file": None,
+        "allow_devices": False,
+        "max_size": None,
+        "max_entries": None,
+        "policy": None,
+        "registries_d": None,
+        "insecure_policy": False,
+        "decryption_key": None,
+    },
+    required=frozenset({"rootfs"}),
+    positional=("image",),
+    variadic=False,
+    kinds={"tls_verify": "bool", "max_entries": "int", "rootfs": "path", "policy": "path", "registries_d": "path"},
+    body="sealpod.cli.pull_start:start",
+)
+
+COMMANDS = {"run": RUN, "pull": PULL}
+
+
+def parse(spec: CommandSpec, args: list[str]) -> dict[str, Any] | None:
+    """The keyword arguments of ``spec``'s body for the command's ``args``, or None when typer should parse them."""
+    values = dict(spec.defaults)
+    repeated: dict[str, list[str]] = {key: [] for key in spec.repeated}
     positional: list[str] = []
     index = 0
     while index < len(args):
@@ -73,10 +148,11 @@ def parse_run(args: list[str]) -> dict[str, Any] | None:
             positional.append(arg)
             continue
         name, equals, inline = arg.partition("=") if arg.startswith("--") else (arg, "", "")
-        if name in RUN_FLAGS and not equals:
-            values[RUN_FLAGS[name]] = True
+        if name in spec.flags and not equals:
+            flag, flag_value = spec.flags[name]
+            values[flag] = flag_value
             continue
-        key = RUN_OPTIONS.get(name)
+        key = spec.options.get(name)
         if key is None:
             return None
         if equals:
@@ -86,47 +162,58 @@ def parse_run(args: list[str]) -> dict[str, Any] | None:
             index += 1
         else:
             return None
-        if key in RUN_REPEATED:
+        if key in spec.repeated:
             repeated[key].append(value)
         else:
             values[key] = value
-    if not positional:
+    if not positional or (len(positional) > len(spec.positional) and not spec.variadic):
         return None
-    values["image"], command = positional[0], positional[1:]
-    values["command"] = command or None
+    if any(key not in values for key in spec.required):
+        return None
+    for key, given in zip(spec.positional, positional, strict=False):
+        values[key] = given
+    if spec.variadic:
+        values[spec.positional[-1]] = positional[len(spec.positional) - 1 :] or None
+    elif len(positional) < len(spec.positional):
+        return None
     for key, items in repeated.items():
         values[key] = items or None
-    return _converted(values)
+    return _converted(spec, values)
 
 
-def _converted(values: dict[str, Any]) -> dict[str, Any] | None:
+def _converted(spec: CommandSpec, values: dict[str, Any]) -> dict[str, Any] | None:
     """The typed values as typer would pass them, or None when one is not what typer accepts."""
-    if isinstance(values["tls_verify"], str):
-        values["tls_verify"] = bool_value(values["tls_verify"])
-        if values["tls_verify"] is None:
-            return None
-    if values["pids"] is not None:
-        text = values["pids"].strip()
-        if not text.lstrip("+-").isdigit():
-            return None
-        values["pids"] = int(text)
-    if values["init_data"] is not None:
-        values["init_data"] = Path(values["init_data"])
+    for key, kind in spec.kinds.items():
+        value = values[key]
+        if not isinstance(value, str):
+            continue  # the default, already typed
+        if kind == "bool":
+            values[key] = bool_value(value)
+            if values[key] is None:
+                return None
+        elif kind == "int":
+            text = value.strip()
+            if not text.lstrip("+-").isdigit():
+                return None
+            values[key] = int(text)
+        else:
+            values[key] = Path(value)
     return values
 
 
 def run(argv: list[str]) -> int | None:
-    """``sealpod ARGV`` when it is a ``sealpod run`` this module parses: its exit status; else None."""
-    if argv[:1] != ["run"]:
+    """``sealpod ARGV`` when it is a command this module parses: its exit status; else None."""
+    spec = COMMANDS.get(argv[0]) if argv else None
+    if spec is None:
         return None
-    values = parse_run(argv[1:])
+    values = parse(spec, argv[1:])
     if values is None:
         return None
-    from sealpod.cli.run_start import start
-
+    module, function = spec.body.split(":")
+    body: Callable[..., int] = getattr(import_module(module), function)
     log_to_stderr(False)
     try:
-        return start(**values)
+        return body(**values)
     except (SealpodError, OSError) as err:
         return report(err, False)
     except KeyboardInterrupt:

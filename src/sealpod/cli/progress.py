@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from sealpod.cli.common import err_console
+from sealpod.cli.console import err_console
 from sealpod.oci.pull import PullEvents
 
 if TYPE_CHECKING:

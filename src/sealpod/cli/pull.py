@@ -8,35 +8,19 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from sealpod.cli.common import (
-    CaFile,
-    TlsVerify,
-    err_console,
-    escape,
-    out_console,
-    registry_options,
-    run,
-)
-from sealpod.cli.policy import PolicyOption, RegistriesDOption, enforce
+from sealpod.cli.common import CaFile, TlsVerify, escape, out_console, parse_bool, registry_options, run
+from sealpod.cli.policy import PolicyOption, RegistriesDOption
+from sealpod.cli.pull_start import platform_or_host, start
 
 if TYPE_CHECKING:
-    from sealpod.oci.models import Manifest, Platform
-    from sealpod.oci.pull import BlobTransform
     from sealpod.oci.source import ResolvedImage
-    from sealpod.oci.tarstream import TarLimits
-    from sealpod.ocicrypt.layers import DecryptionKeys
+
+__all__ = ["PlatformOption", "inspect", "platform_or_host", "pull"]
 
 PlatformOption = Annotated[
     str | None,
     typer.Option("--platform", help="OS/ARCH[/VARIANT] to pick from a multi-platform image [default: this machine's]"),
 ]
-
-
-def platform_or_host(text: str | None) -> Platform:
-    """The ``--platform`` value, or this machine's."""
-    from sealpod.oci.platform import host_platform, parse_platform
-
-    return parse_platform(text) if text else host_platform()
 
 
 def pull(
@@ -73,69 +57,14 @@ def pull(
     nothing is kept unless all of it verified.
     """
 
-    def action() -> None:
-        from sealpod.cli.progress import progress_events
-        from sealpod.oci.pull import check_target, unpack_image
-        from sealpod.oci.source import open_store, parse_location, resolve
-        from sealpod.oci.unpack import UnpackOptions
-
-        check_target(rootfs.absolute())
-        keys = decryption_keys(decryption_key or [])  # read now: a bad key fails before anything is fetched
-        store = open_store(parse_location(image), registry_options(tls_verify, ca_file))
-        try:
-            location = parse_location(image)
-            resolved = resolve(store, platform_or_host(platform))
-            if not insecure_policy:
-                scope = enforce(location, store, resolved, policy, registries_d)
-                err_console.print(escape(f"signature policy: accepted ({scope})"))
-            transform = layer_decryption(resolved.manifest, keys)
-            with progress_events() as events:
-                events.resolved(resolved)
-                result = unpack_image(
-                    store,
-                    resolved,
-                    rootfs,
-                    options=UnpackOptions(allow_devices=allow_devices, limits=unpack_limits(max_size, max_entries)),
-                    events=events,
-                    transform=transform,
-                )
-        finally:
-            store.close()
-        for item in result.skipped:
-            err_console.print(f"[yellow]skipped:[/] {escape(item)}")
-        entries = sum(layer.entries for layer in result.layers)
-        err_console.print(
-            escape(
-                f"unpacked {store.describe()} ({result.image.manifest_digest}): {len(result.layers)} layers, "
-                f"{entries} entries into {result.rootfs}"
-            )
+    code = run(
+        lambda: start(
+            image, rootfs, platform, parse_bool(tls_verify), ca_file, allow_devices, max_size, max_entries, policy,
+            registries_d, insecure_policy, decryption_key,
         )
-        out_console.print(result.image.manifest_digest)
-
-    run(action)
-
-
-def decryption_keys(items: list[str]) -> DecryptionKeys | None:
-    """The --decryption-key values read, or None without any (ocicrypt and its crypto are then not imported)."""
-    if not items:
-        return None
-    from sealpod.ocicrypt.layers import DecryptionKeys
-
-    keys = DecryptionKeys()
-    for item in items:
-        keys.add(item)
-    return keys
-
-
-def layer_decryption(manifest: Manifest, keys: DecryptionKeys | None) -> BlobTransform | None:
-    """The pull's decrypting transform when the image has an encrypted layer or keys were given."""
-    from sealpod.oci import mediatypes as mt
-
-    if keys is None and not any(mt.is_encrypted(layer.media_type) for layer in manifest.layers):
-        return None
-    from sealpod.ocicrypt.layers import DecryptionKeys, LayerDecryption
-
-    return LayerDecryption(manifest, keys if keys is not None else DecryptionKeys())
+    )  # fmt: skip
+    if code:
+        raise typer.Exit(code)
 
 
 def _summary(store_name: str, image: ResolvedImage) -> dict[str, Any]:
@@ -204,15 +133,3 @@ def inspect(
             out_console.print(f"  {layer.digest}  {layer.size:>12,}  {layer.media_type}")
 
     run(action)
-
-
-def unpack_limits(max_size: str | None, max_entries: int | None) -> TarLimits:
-    """The per-layer bounds ``--max-size`` and ``--max-entries`` ask for (the defaults where not given)."""
-    from sealpod.cli.common import parse_size
-    from sealpod.errors import UsageError
-    from sealpod.oci.tarstream import TarLimits
-
-    size = parse_size(max_size) if max_size else None
-    if (size is not None and size <= 0) or (max_entries is not None and max_entries <= 0):
-        raise UsageError("--max-size and --max-entries must be positive")
-    return TarLimits().bounded(size, max_entries)
