@@ -58,12 +58,23 @@ def manifest(package_dir: Path | None = None, interpreter: Path | None = None) -
     """The measured files: (path, SHA-256), in a stable order."""
     package_dir = package_dir or Path(sealpod.__file__).parent
     interpreter = interpreter or Path(os.path.realpath(sys.executable))
-    entries = [(f"interpreter/{interpreter.name}", hashlib.sha256(interpreter.read_bytes()).hexdigest())]
-    for path in sorted(package_dir.rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".pyc", ".pyo"):
-            relative = path.relative_to(package_dir).as_posix()
-            entries.append((f"sealpod/{relative}", hashlib.sha256(path.read_bytes()).hexdigest()))
+    entries = [(f"interpreter/{interpreter.name}", _file_digest(str(interpreter)))]
+    files: list[str] = []
+    for directory, subdirectories, names in os.walk(package_dir):
+        subdirectories[:] = [name for name in subdirectories if name != "__pycache__"]  # not walked at all
+        relative = os.path.relpath(directory, package_dir)
+        for name in names:
+            path = os.path.join(directory, name)
+            if not name.endswith((".pyc", ".pyo")) and os.path.isfile(path):
+                files.append(name if relative == "." else f"{relative}/{name}")
+    for relative in sorted(files, key=lambda name: Path(name).parts):  # the order of sorted(rglob)
+        entries.append((f"sealpod/{relative}", _file_digest(os.path.join(package_dir, relative))))
     return entries
+
+
+def _file_digest(path: str) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def signing_key(path: Path | None = None) -> rsa.RSAPrivateKey:
