@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
@@ -70,8 +70,8 @@ def _deploy(
     node: dict[str, str],
     *,
     registered: bool = True,
-    run_policy: dict[str, object] | None = None,
-    config: dict[str, object] | None = None,
+    run_policy: Mapping[str, object] | None = None,
+    config: Mapping[str, object] | None = None,
     repository: str | None = None,
 ) -> str:
     """The tenant's side for this node's enclave (the image ``config``, CONFIG by default): returns the image
@@ -85,9 +85,9 @@ def _deploy(
         registry,
         server.url,
         layers=_image_layers(),
-        config=config or CONFIG,
+        config=dict(config or CONFIG),
         identity=identity,
-        run_policy=run_policy,
+        run_policy=dict(run_policy) if run_policy is not None else None,
         **extra,
     )
 

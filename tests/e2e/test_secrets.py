@@ -142,6 +142,7 @@ def test_the_workload_gets_its_secrets_from_its_tenants_kbs_and_the_host_only_se
         lines.append(line.strip())
         if line.strip() == "ready":
             break
+    assert process.stderr is not None
     assert "ready" in lines, (lines, process.stderr.read().decode() if process.poll() is not None else "")
     # while the workload runs: no host process's environment or command line holds a plaintext
     workload_pidns = {os.readlink(f"/proc/{pid}/ns/pid") for pid in descendants(process.pid)} - {
