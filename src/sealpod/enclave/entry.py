@@ -14,15 +14,14 @@ from sealpod.errors import SealpodError
 def main(argv: list[str] | None = None) -> None:
     """``python -m sealpod.enclave REQUEST_JSON``: boot and exit with the workload's status.
 
-    ``python -m sealpod.enclave --prelaunched FD``: wait on FD for a request first; ``--zygote FD``: fork such
-    enclaves on the pool's demand (:mod:`.prelaunch`)."""
+    ``python -m sealpod.enclave --zygote FD``: fork pre-launched enclaves on the pool's demand (:mod:`.prelaunch`)."""
     args = sys.argv[1:] if argv is None else argv
-    if len(args) == 2 and args[0] in ("--prelaunched", "--zygote") and args[1].isdigit():
-        from sealpod.enclave.prelaunch import serve, zygote
+    if len(args) == 2 and args[0] == "--zygote" and args[1].isdigit():
+        from sealpod.enclave.prelaunch import zygote
 
-        os._exit((serve if args[0] == "--prelaunched" else zygote)(int(args[1])))
+        os._exit(zygote(int(args[1])))
     if len(args) != 1:
-        print("usage: python -m sealpod.enclave REQUEST_JSON | --prelaunched FD | --zygote FD", file=sys.stderr)
+        print("usage: python -m sealpod.enclave REQUEST_JSON | --zygote FD", file=sys.stderr)
         sys.exit(2)
     terminate_on_sigterm()
     try:

@@ -1,7 +1,7 @@
 """A pre-launched enclave: started ahead of demand by the node's enclave pool, already imported and measured, it
 waits for exactly one request, runs it as :func:`sealpod.enclave.boot.boot` would, and exits.
 
-``python -m sealpod.enclave --prelaunched FD``: FD is this enclave's end of a socket pair with the pool. The enclave
+A pre-launched enclave is a fork of the zygote (below) holding its end of a socket pair with the pool. It
 says ``{"ready": PID}`` on it, then receives the connection of one ``sealpod run`` (as an SCM_RIGHTS descriptor) and
 talks :mod:`sealpod.boundary.channel` on it: the request and the host's stdio in, its pid and the exit status out.
 It holds nothing of a request before it gets one (attestation, keys and the rootfs are all per request), so a
@@ -106,10 +106,10 @@ def _forked(control: socket.socket, channel_fd: int) -> NoReturn:
 
 
 def serve(channel_fd: int) -> int:
-    """Wait on the pool's channel for one connection, run its request; returns the exit status."""
+    """Wait on the pool's channel for one connection, run its request; returns the exit status (the zygote warmed
+    this process up before it forked)."""
     channel = socket.socket(fileno=channel_fd)
     try:
-        warm_up()
         send_message(channel, {"ready": os.getpid()})
         _, handed = receive_message(channel, max_fds=1)
     except (ChannelError, BrokenPipeError, ConnectionResetError):
