@@ -12,7 +12,7 @@ from sealpod.oci.models import ImageConfig
 
 
 def config(**container: object) -> ImageConfig:
-    return ImageConfig.model_validate(
+    return ImageConfig.from_wire(
         {"architecture": "amd64", "os": "linux", "config": container, "rootfs": {"type": "layers", "diff_ids": []}}
     )
 

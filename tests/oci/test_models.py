@@ -54,6 +54,18 @@ def test_unknown_fields_are_ignored_as_the_oci_spec_requires() -> None:
     [
         (_manifest(schemaVersion=1), None, "schema 1"),
         (_manifest(schemaVersion=3), None, "schemaVersion must be 2"),
+        (
+            _manifest(layers=[{"mediaType": "x", "digest": D2, "size": True}]),
+            None,
+            "'layers.0.size': must be an integer",
+        ),
+        (_manifest(config=None), None, "'config': must not be null"),
+        (
+            _manifest(layers=[{"mediaType": "", "digest": D2, "size": 1}]),
+            None,
+            "'layers.0.mediaType': must not be empty",
+        ),
+        (_manifest(annotations={"a": 1}), None, "'annotations.a'"),
         (_manifest(layers=[{"mediaType": "x", "digest": "sha256:abc", "size": 1}]), None, "'layers.0.digest'"),
         (_manifest(layers=[{"mediaType": "x", "digest": D2, "size": -1}]), None, "'layers.0.size'"),
         (_manifest(layers=[{"mediaType": "x", "digest": D2, "size": "1"}]), None, "'layers.0.size'"),
@@ -177,3 +189,26 @@ def test_platform_parsing() -> None:
     for bad in ("linux", "linux/", "a/b/c/d"):
         with pytest.raises(UsageError, match="invalid platform"):
             parse_platform(bad)
+
+
+def test_wire_form_round_trips_with_json_keys_and_none_left_out() -> None:
+    doc = _manifest(
+        subject={
+            "mediaType": mt.OCI_MANIFEST,
+            "digest": D3,
+            "size": 5,
+            "platform": {"architecture": "arm64", "os": "linux", "os.version": "1"},
+        },
+        annotations={"k": "v"},
+    )
+    manifest = _parse(doc)
+    assert isinstance(manifest, Manifest)
+    assert manifest.subject is not None
+    assert manifest.subject.platform is not None
+    assert manifest.subject.platform.os_version == "1"
+    assert manifest.to_json_dict() == doc
+    dumped = manifest.layers[0].to_json_dict()
+    dumped["size"] = 99  # a copy: the model itself is unchanged
+    assert manifest.layers[0].size == 20
+    assert "urls" not in dumped
+    assert "annotations" not in dumped

@@ -85,7 +85,7 @@ def _rewrap(layer: dict[str, Any], change: Callable[[PrivateOptions], PrivateOpt
     from sealpod.oci.models import Descriptor
     from sealpod.ocicrypt.layers import open_options
 
-    private, _ = open_options(Descriptor.model_validate(layer), keys)
+    private, _ = open_options(Descriptor.from_wire(layer), keys)
     changed = change(private)
     optsdata = changed if isinstance(changed, bytes) else changed.to_json()
     recipient = jwe.JweRecipient(load_public_key((KEYS / "rsa-pub.pem").read_bytes()))

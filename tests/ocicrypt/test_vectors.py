@@ -32,7 +32,7 @@ def _vector_image(tmp_path: Path, manifest_file: str, layer_file: str) -> Path:
     assert hashlib.sha256(blob).hexdigest() == layer["digest"].split(":")[1]
     keys = DecryptionKeys()
     keys.add(str(KEYS / "rsa-priv.pem"))
-    private, public = open_options(Manifest.model_validate(manifest).layers[0], keys)
+    private, public = open_options(Manifest.from_wire(manifest).layers[0], keys)
     from sealpod.ocicrypt.cipher import LayerDecryptor
 
     decryptor = LayerDecryptor(private, public)
@@ -71,7 +71,7 @@ def test_skopeo_vectors_decrypt_through_pull(tmp_path: Path, manifest_file: str,
 
 
 def test_unrelated_key_is_refused_naming_the_recipients(tmp_path: Path) -> None:
-    manifest = Manifest.model_validate(json.loads((DATA / "enc-jwe-manifest.json").read_text()))
+    manifest = Manifest.from_wire(json.loads((DATA / "enc-jwe-manifest.json").read_text()))
     keys = DecryptionKeys()
     keys.add(str(KEYS / "other-priv.pem"))
     with pytest.raises(CryptoError, match="RSA-OAEP, ECDH-ES\\+A256KW on P-256"):
