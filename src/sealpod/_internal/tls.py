@@ -10,7 +10,7 @@ import ssl
 
 @functools.cache
 def client_context(ca_file: str | None) -> ssl.SSLContext:
-    """A verifying client context trusting ``ca_file`` when given, else what httpx trusts by default
+    """A verifying client context trusting ``ca_file`` when given, else what HTTP clients trust by default
     (``$SSL_CERT_FILE``, ``$SSL_CERT_DIR``, else certifi's bundle). Cached per process, by path."""
     if ca_file:
         return ssl.create_default_context(cafile=ca_file)
@@ -31,7 +31,7 @@ def pem_context(ca_pem: str) -> ssl.SSLContext:
 
 
 def verify_setting(verify: bool, ca_file: str | None, ca_pem: str | None = None) -> bool | ssl.SSLContext:
-    """An httpx client's ``verify``: False (no verification) or the cached context (``ca_pem`` before
+    """An HTTP client's ``verify``: False (no verification) or the cached context (``ca_pem`` before
     ``ca_file``)."""
     if ca_pem:
         return pem_context(ca_pem)

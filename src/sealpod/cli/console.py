@@ -110,5 +110,3 @@ def log_to_stderr(debug: bool) -> None:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    logging.getLogger("httpx").setLevel(logging.DEBUG if debug else logging.WARNING)
-    logging.getLogger("httpcore").setLevel(logging.INFO if debug else logging.WARNING)

@@ -31,8 +31,7 @@ import threading
 import traceback
 from typing import NoReturn
 
-import httpx
-
+import sealpod._internal.http_client  # noqa: F401 - imported before any request
 from sealpod._internal.tls import client_context
 from sealpod.boundary.channel import STDIO_FDS, ChannelClosed, ChannelError, receive_message, send_message
 from sealpod.boundary.request import BootRequest
@@ -53,11 +52,11 @@ FIRST_USE_MODULES = ("encodings.idna", "encodings.utf_16_be", "cryptography.hazm
 
 
 def warm_up() -> None:
-    """The per-process work a request would otherwise pay for: the measurement, the default TLS context, the HTTP
-    transport's imports (httpx makes them when its first client is built) and :data:`FIRST_USE_MODULES`. Nothing
-    of a request: no key, no connection, no platform secret."""
+    """The per-process work a request would otherwise pay for: the measurement, the default TLS context (the CA
+    bundle's parse) and :data:`FIRST_USE_MODULES`. Nothing of a request: no key, no connection, no platform
+    secret."""
     running_identity()
-    httpx.Client(verify=client_context(None)).close()
+    client_context(None)
     for name in FIRST_USE_MODULES:
         importlib.import_module(name)
 

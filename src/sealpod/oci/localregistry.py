@@ -11,8 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
-import httpx
-
+from sealpod._internal.http_client import HttpClient, TransportError
 from sealpod._internal.net import free_port
 from sealpod._internal.processes import stop_process
 from sealpod.errors import SealpodError
@@ -80,9 +79,10 @@ class LocalRegistry:
                 )
             try:
                 scheme = "https" if self.tls else "http"
-                httpx.get(f"{scheme}://{self.host}/v2/", timeout=1.0, verify=False)  # noqa: S501 - readiness only
+                with HttpClient(timeout=1.0, verify=False, trust_env=False) as http:  # readiness only
+                    http.get(f"{scheme}://{self.host}/v2/")
                 return self
-            except httpx.TransportError:
+            except TransportError:
                 time.sleep(0.05)
         self.stop()
         raise SealpodError(f"{BINARY} did not answer on {self.host} within {timeout} s")

@@ -1,4 +1,4 @@
-"""A client of the OCI distribution API (registry v2) over httpx.
+"""A client of the OCI distribution API (registry v2) over :mod:`sealpod._internal.http_client`.
 
 Anonymous, basic and bearer-token auth driven by the registry's ``WWW-Authenticate`` challenge; credentials from
 containers ``auth.json``; HTTPS with an optional CA, or (only with ``tls_verify=False``) falling back to plain HTTP as
@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urljoin
 
-import httpx
-
+from sealpod._internal.http_client import HttpClient, Response, TransportError
 from sealpod._internal.tls import verify_setting
 from sealpod.errors import AuthError, DigestMismatchError, NotFoundError, RegistryError
 from sealpod.oci import mediatypes as mt
@@ -43,7 +42,7 @@ class FetchedManifest:
     digest: str
 
 
-def _error_detail(response: httpx.Response) -> str:
+def _error_detail(response: Response) -> str:
     try:
         body = response.json()
         errors = body.get("errors") if isinstance(body, dict) else None
@@ -74,9 +73,10 @@ class RegistryClient:
         self.retries = retries
         self._credentials = credentials
         self._use_auth_files = use_auth_files
-        self._http = httpx.Client(
+        self._http = HttpClient(
             verify=verify_setting(tls_verify, ca_file),
-            timeout=httpx.Timeout(timeout, connect=15.0),
+            timeout=timeout,
+            connect_timeout=15.0,
             follow_redirects=True,
             headers={"User-Agent": "sealpod/0.1"},
         )
@@ -105,7 +105,7 @@ class RegistryClient:
         try:
             self._http.get(f"https://{self.host}/v2/")
             return "https"
-        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as err:
+        except TransportError as err:
             if self.tls_verify:
                 hint = "is the registry up? for a plain-HTTP or self-signed registry use --tls-verify=false"
                 if "CERTIFICATE" in str(err).upper():
@@ -114,7 +114,7 @@ class RegistryClient:
             log.debug("https to %s failed (%s); trying plain http", self.host, err)
         try:
             self._http.get(f"http://{self.host}/v2/")
-        except httpx.TransportError as err:
+        except TransportError as err:
             raise RegistryError(
                 f"cannot reach registry {self.host} over https or http: {err}",
                 hint="check the host and port, and that the registry is running",
@@ -155,7 +155,7 @@ class RegistryClient:
         if "service" in challenge.params:
             query["service"] = challenge.params["service"]
         query["scope"] = scope
-        auth = httpx.BasicAuth(creds.username, creds.password) if creds else None
+        auth = (creds.username, creds.password) if creds else None
         realm = challenge.params["realm"]
         response = self._http.get(f"{realm}?{urlencode(query)}", auth=auth)
         if response.status_code in (401, 403):
@@ -178,7 +178,7 @@ class RegistryClient:
 
     def _send(
         self, method: str, url: str, repository: str, scope: str, *, stream: bool = False, **kwargs: Any
-    ) -> httpx.Response:
+    ) -> Response:
         """One authenticated request with retries; the caller closes a streamed response."""
         attempt = 0
         authenticated = False
@@ -186,9 +186,8 @@ class RegistryClient:
             headers = {**kwargs.pop("headers", {}), **self._auth_header(scope)}
             kwargs["headers"] = headers
             try:
-                request = self._http.build_request(method, url, **kwargs)
-                response = self._http.send(request, stream=stream)
-            except httpx.TransportError as err:
+                response = self._http.request(method, url, stream=stream, **kwargs)
+            except TransportError as err:
                 if attempt >= self.retries or method in ("POST", "PATCH"):
                     raise RegistryError(f"{method} {url} failed: {err}", hint="the registry is unreachable") from None
                 attempt += 1
@@ -217,7 +216,7 @@ class RegistryClient:
             delay = min(float(retry_after), 30.0)
         time.sleep(delay)
 
-    def _check(self, response: httpx.Response, what: str) -> None:
+    def _check(self, response: Response, what: str) -> None:
         if response.is_success:
             return
         response.read()
@@ -290,7 +289,7 @@ class RegistryClient:
                 if progress:
                     progress(len(chunk))
                 yield chunk
-        except httpx.TransportError as err:
+        except TransportError as err:
             raise RegistryError(f"download of blob {descriptor.digest} broke off: {err}") from None
         finally:
             response.close()
@@ -404,7 +403,7 @@ class RegistryClient:
         self._check(done, f"completing upload of {digest} to {repository}")
         return Descriptor(media_type="application/octet-stream", digest=digest, size=count)
 
-    def _location(self, response: httpx.Response) -> str:
+    def _location(self, response: Response) -> str:
         location = response.headers.get("Location")
         if not location:
             raise RegistryError(f"registry {self.host} started an upload without a Location header")

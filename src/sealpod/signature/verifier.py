@@ -7,9 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-import httpx
-
 from sealpod._internal.files import read_bounded
+from sealpod._internal.http_client import HttpClient, TransportError
 from sealpod.errors import KeyFileError, SignatureError
 from sealpod.oci.reference import ImageReference
 from sealpod.signature import gpg, sigstore
@@ -32,7 +31,7 @@ def read_lookaside(url: str) -> bytes | None:
             return None
     elif parsed.scheme in ("http", "https"):
         try:
-            with httpx.stream("GET", url, timeout=30.0, follow_redirects=True) as response:
+            with HttpClient(timeout=30.0) as http, http.get(url, stream=True) as response:
                 if response.status_code == 404:
                     return None
                 if response.status_code != 200:
@@ -44,7 +43,7 @@ def read_lookaside(url: str) -> bytes | None:
                     if total > gpg.MAX_SIGNATURE_BYTES:
                         break  # refused below, without reading the rest
                 data = b"".join(chunks)
-        except httpx.TransportError as err:
+        except TransportError as err:
             raise SignatureError(f"cannot fetch signature {url}: {err}") from None
     else:
         raise SignatureError(f"unsupported lookaside URL scheme {parsed.scheme!r} in {url}")

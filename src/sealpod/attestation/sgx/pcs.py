@@ -9,9 +9,9 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import unquote
 
-import httpx
 from cryptography import x509
 
+from sealpod._internal.http_client import HttpClient, TransportError
 from sealpod.attestation.sgx.collateral import Collateral, der_crl, top_level_raw
 from sealpod.attestation.sgx.quote import Quote
 from sealpod.errors import CollateralError
@@ -59,7 +59,7 @@ class PcsClient:
         self.base = base_url.rstrip("/") + "/sgx/certification/v4"
         self.cache_dir = cache_dir
         headers = {"Ocp-Apim-Subscription-Key": api_key} if api_key else {}
-        self._http = httpx.Client(timeout=timeout, verify=verify_tls, headers=headers, follow_redirects=True)
+        self._http = HttpClient(timeout=timeout, verify=verify_tls, headers=headers, follow_redirects=True)
         self.fetches = 0
 
     def close(self) -> None:
@@ -73,7 +73,7 @@ class PcsClient:
                 return bytes.fromhex(entry["body"]), entry["chain"].encode()
         try:
             response = self._http.get(url)
-        except httpx.TransportError as err:
+        except TransportError as err:
             raise CollateralError(f"cannot reach the PCS at {url}: {err}") from None
         self.fetches += 1
         if response.status_code != 200:

@@ -6,8 +6,7 @@ import base64
 import json
 from typing import Any
 
-import httpx
-
+from sealpod._internal.http_client import HttpClient, Response, TransportError
 from sealpod.kbs.client.protocol import check_resource_path
 from sealpod.kbs.client.rcar import KbsClientError, refusal
 
@@ -18,7 +17,7 @@ class AdminClient:
     def __init__(self, url: str, token: str | None = None, *, verify_tls: bool = True, timeout: float = 30.0) -> None:
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(timeout=timeout, verify=verify_tls, headers=headers)
+        self._http = HttpClient(timeout=timeout, verify=verify_tls, headers=headers, follow_redirects=False)
 
     def close(self) -> None:
         self._http.close()
@@ -29,10 +28,10 @@ class AdminClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method: str, path: str, what: str, **kwargs: Any) -> httpx.Response:
+    def _call(self, method: str, path: str, what: str, **kwargs: Any) -> Response:
         try:
             response = self._http.request(method, f"{self.url}{path}", **kwargs)
-        except httpx.TransportError as err:
+        except TransportError as err:
             raise KbsClientError(f"cannot reach the KBS at {self.url}: {err}") from None
         if response.status_code != 200:
             raise refusal(response.status_code, response.content, what)

@@ -7,7 +7,6 @@ shortly before it expires; a 401 triggers a new handshake; transient failures ar
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import random
 import threading
@@ -15,15 +14,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from sealpod._internal.http_client import HttpClient, Response, TransportError
 from sealpod._internal.jose import JoseError, decode_jws, public_jwk
 from sealpod._internal.jsonio import strict_loads
 from sealpod._internal.tls import verify_setting
 from sealpod.errors import SealpodError
 from sealpod.kbs.client import resource_jwe
-from sealpod.kbs.client.keepalive import KeepAliveConnection
 from sealpod.kbs.client.protocol import PROTOCOL_VERSION, SESSION_COOKIE, check_resource_path, report_data
 from sealpod.tee import Attester
 
@@ -95,9 +93,10 @@ class KbsClient:
         #: The pod's init-data TOML, sent with the evidence (its digest is the evidence's CONFIGID).
         self.init_data = init_data
         verify = verify_setting(verify_tls or bool(ca_file), ca_file, ca_pem)
-        self._http = httpx.Client(timeout=timeout, verify=verify)
-        #: Resource GETs (the CDH API's hot path) over one keep-alive connection, without httpx's per-call cost.
-        self._resources = KeepAliveConnection(self.url, verify, timeout)
+        #: Keep-alive connections: the handshake's two POSTs and the resource GETs (the CDH API's hot path).
+        self._http = HttpClient(timeout=timeout, verify=verify, follow_redirects=False)
+        #: The KBS's session cookies (this client talks to one origin; trustee sets one, kbs-session-id).
+        self._cookies: dict[str, str] = {}
         #: One request to the KBS at a time: the API server in the enclave calls from several threads.
         self._lock = threading.RLock()
         self._token: str | None = None
@@ -105,7 +104,6 @@ class KbsClient:
 
     def close(self) -> None:
         self._http.close()
-        self._resources.close()
 
     def __enter__(self) -> KbsClient:
         return self
@@ -118,13 +116,23 @@ class KbsClient:
         alg = "ECDH-ES+A256KW" if isinstance(self.key, ec.EllipticCurvePrivateKey) else "RSA-OAEP-256"
         return public_jwk(self.key.public_key(), alg)
 
-    def _post(self, path: str, body: dict[str, Any], what: str) -> httpx.Response:
+    def _session_headers(self) -> dict[str, str]:
+        return {"Cookie": "; ".join(f"{k}={v}" for k, v in self._cookies.items())} if self._cookies else {}
+
+    def _keep_cookies(self, response: Response) -> None:
+        for header in response.headers.get_all("Set-Cookie") or ():
+            name, sep, value = header.split(";", 1)[0].partition("=")
+            if sep and name.strip():
+                self._cookies[name.strip()] = value.strip().strip('"')
+
+    def _post(self, path: str, body: dict[str, Any], what: str) -> Response:
         try:
-            response = self._http.post(f"{self.url}{path}", json=body)
-        except httpx.TransportError as err:
+            response = self._http.post(f"{self.url}{path}", json=body, headers=self._session_headers())
+        except TransportError as err:
             raise KbsClientError(
                 f"cannot reach the KBS at {self.url}: {err}", hint="check the KBS address and that it is running"
             ) from None
+        self._keep_cookies(response)
         if response.status_code != 200:
             raise refusal(response.status_code, response.content, what)
         return response
@@ -135,7 +143,7 @@ class KbsClient:
             return self._attest()
 
     def _attest(self) -> str:
-        self._http.cookies.clear()
+        self._cookies.clear()
         challenge = self._post(
             "/kbs/v0/auth", {"version": PROTOCOL_VERSION, "tee": self.attester.tee, "extra-params": ""}, "auth"
         ).json()
@@ -179,10 +187,11 @@ class KbsClient:
             if self._token is None or self._token_exp - 10 < time.time():
                 self._attest()
             try:
-                status, body = self._resources.get(
-                    f"/kbs/v0/resource/{path}", {"Authorization": f"Bearer {self._token}"}
+                response = self._http.get(
+                    f"{self.url}/kbs/v0/resource/{path}", headers={"Authorization": f"Bearer {self._token}"}
                 )
-            except (OSError, http.client.HTTPException) as err:
+                status, body = response.status_code, response.content
+            except TransportError as err:
                 last = KbsClientError(f"cannot reach the KBS at {self.url}: {err}")
                 time.sleep(min(0.2 * 2**attempt, 2.0) * (0.5 + random.random()))  # noqa: S311 - jitter
                 continue
@@ -203,4 +212,4 @@ class KbsClient:
 
     def session_cookie(self) -> str | None:
         """The current session cookie (for tests and diagnostics)."""
-        return self._http.cookies.get(SESSION_COOKIE)
+        return self._cookies.get(SESSION_COOKIE)

@@ -8,8 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
-
+from sealpod._internal.http_client import HttpClient, TransportError
 from sealpod._internal.net import free_port
 from sealpod._internal.processes import stop_process
 from sealpod.errors import SealpodError
@@ -59,9 +58,10 @@ class EmbeddedKbs:
             if self.process.poll() is not None:
                 raise SealpodError(f"the KBS exited at start: {self.log.read_text()[-1000:]}")
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
+                with HttpClient(timeout=1.0, verify=False, trust_env=False) as http:  # readiness only
+                    if http.get(f"{self.url}/healthz").status_code == 200:
+                        return self
+            except TransportError:
                 time.sleep(0.05)
         self.stop()
         raise SealpodError(f"the KBS did not answer within {timeout} s (log: {self.log})")
