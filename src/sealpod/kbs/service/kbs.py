@@ -27,22 +27,15 @@ from sealpod.attestation.service import AttestationService, AttestationSettings
 from sealpod.attestation.sgx.collateral_source import CollateralSource
 from sealpod.errors import AttestationError, SealpodError
 from sealpod.kbs.client import resource_jwe
-from sealpod.kbs.client.protocol import (
-    PROTOCOL_VERSION,
-    Attestation,
-    KbsError,
-    parse_message,
-    report_data,
-)
-from sealpod.kbs.client.protocol import InitData as ProtocolInitData
-from sealpod.kbs.client.protocol import (
-    Request as AuthRequest,
-)
+from sealpod.kbs.client.protocol import PROTOCOL_VERSION, KbsError, report_data
 from sealpod.kbs.config import KbsConfig
 from sealpod.kbs.service.admin_auth import AdminAuth
 from sealpod.kbs.service.admin_data import AdminData, AdminView
 from sealpod.kbs.service.caches import IssuedTokens, SessionCache
 from sealpod.kbs.service.challenges import TEES, ChallengeError, Challenges
+from sealpod.kbs.service.messages import Attestation, parse_message
+from sealpod.kbs.service.messages import InitData as ProtocolInitData
+from sealpod.kbs.service.messages import Request as AuthRequest
 from sealpod.kbs.service.storage import Session, new_session_id, open_storage
 
 log = logging.getLogger(__name__)
