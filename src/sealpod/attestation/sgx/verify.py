@@ -168,6 +168,16 @@ class _CheckedPck:
 
 
 @dataclass(frozen=True)
+class _Pairing:
+    """What one PCK chain and one checked collateral give together, whatever the quote: checked once per pair."""
+
+    window: Window
+    platform_status: str
+    platform_advisories: tuple[str, ...]
+    tcb_date: str | None
+
+
+@dataclass(frozen=True)
 class SgxVerdict:
     """An accepted quote: what it proves, the TCB appraisal, and how long the appraisal holds."""
 
@@ -251,6 +261,8 @@ class DcapVerifier:
         self._collateral: OrderedDict[tuple[bytes, ...], _CheckedCollateral] = OrderedDict()
         self._pck: OrderedDict[bytes, _CheckedPck] = OrderedDict()
         self._qe_reports: OrderedDict[tuple[bytes, bytes, bytes], bool] = OrderedDict()
+        self._pairings: OrderedDict[tuple[Any, ...], _Pairing] = OrderedDict()
+        self._qe_statuses: OrderedDict[tuple[Any, ...], tuple[str, list[str]]] = OrderedDict()
 
     def _remember(self, cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
         cache[key] = value
@@ -409,6 +421,68 @@ class DcapVerifier:
             checked = self._check_collateral(collateral)
         except (ValueError, UnsupportedAlgorithm) as err:
             raise CollateralError(f"the collateral's certificates or CRLs are malformed: {err}") from None
+        pair_key = (quote.certification_data, collateral.cache_key)
+        pairing = self._pairings.get(pair_key)
+        if pairing is None:
+            pairing = self._pair(pck, checked)
+            self._remember(self._pairings, pair_key, pairing)
+        window = pairing.window
+        expired = not window.contains(now)
+        if expired and not allow_expired:
+            raise QuoteVerificationError(
+                f"the collateral is not valid at {_iso_time(now)}: it holds from {_iso_time(window.not_before)} "
+                f"({window.bounded_by}) to {_iso_time(window.not_after)} ({window.bounded_by_after})",
+                hint="fetch fresh collateral from the PCS/PCCS",
+            )
+        self._check_qe_report(quote, pck)
+        expected = hashlib.sha256(quote.attestation_key + quote.qe_auth_data).digest() + bytes(32)
+        if quote.qe_report.report_data != expected:
+            raise QuoteVerificationError("the QE report does not bind the attestation key (report_data mismatch)")
+        qe_key = (quote.qe_report.raw, collateral.cache_key)
+        qe = self._qe_statuses.get(qe_key)
+        if qe is None:
+            qe = self._qe_status(quote, checked.qe_identity)
+            self._remember(self._qe_statuses, qe_key, qe)
+        qe_status, qe_advisories = qe
+        _raw_sig(
+            _attestation_key(quote.attestation_key),
+            quote.isv_signature,
+            quote.signed,
+            "the ISV enclave report signature",
+        )
+        platform_status, platform_advisories, tcb_date = (
+            pairing.platform_status,
+            pairing.platform_advisories,
+            pairing.tcb_date,
+        )
+        status = _converge(platform_status, qe_status)
+        if quote.report.debug and not allow_debug:
+            raise QuoteVerificationError(
+                "the enclave is a DEBUG enclave: its memory is open to the host",
+                hint="debug enclaves are refused unless explicitly allowed",
+            )
+        advisories = tuple(sorted(set(platform_advisories) | set(qe_advisories)))
+        evaluation = checked.tcb_info.get("tcbEvaluationDataNumber")
+        return SgxVerdict(
+            quote=quote,
+            pck=pck.extension,
+            root=pck.root.name,
+            status=status,
+            advisory_ids=advisories,
+            platform_status=platform_status,
+            platform_advisory_ids=platform_advisories,
+            qe_status=qe_status,
+            qe_advisory_ids=tuple(qe_advisories),
+            tcb_date=tcb_date,
+            tcb_evaluation_data_number=evaluation if isinstance(evaluation, int) else None,
+            window=window,
+            collateral_expired=expired,
+        )
+
+    def _pair(self, pck: _CheckedPck, checked: _CheckedCollateral) -> _Pairing:
+        """The checks of a PCK chain against collateral that no quote field changes: same root, neither PCK
+        certificate revoked, the CRL's CA is the PCK's issuer, TCB info for this FMSPC and PCEID, the joint
+        validity window and the platform's TCB level."""
         if pck.root is not checked.root:
             raise QuoteVerificationError("the quote's PCK chain and the collateral end in different roots")
         if checked.root_crl.get_revoked_certificate_by_serial_number(pck.intermediate.serial_number) is not None:
@@ -420,14 +494,7 @@ class DcapVerifier:
         window = checked.window.narrowed(
             pck.window.not_before, pck.window.not_after, pck.window.bounded_by, pck.window.bounded_by_after
         )
-        expired = not window.contains(now)
-        if expired and not allow_expired:
-            raise QuoteVerificationError(
-                f"the collateral is not valid at {_iso_time(now)}: it holds from {_iso_time(window.not_before)} "
-                f"({window.bounded_by}) to {_iso_time(window.not_after)} ({window.bounded_by_after})",
-                hint="fetch fresh collateral from the PCS/PCCS",
-            )
-        tcb, qe_id = checked.tcb_info, checked.qe_identity
+        tcb = checked.tcb_info
         if bytes.fromhex(str(tcb.get("fmspc", ""))) != pck.extension.fmspc:
             raise QuoteVerificationError(
                 f"the TCB info is for FMSPC {tcb.get('fmspc')}, the PCK certificate says "
@@ -435,41 +502,8 @@ class DcapVerifier:
             )
         if bytes.fromhex(str(tcb.get("pceId", ""))) != pck.extension.pceid:
             raise QuoteVerificationError("the TCB info's PCEID differs from the PCK certificate's")
-        self._check_qe_report(quote, pck)
-        expected = hashlib.sha256(quote.attestation_key + quote.qe_auth_data).digest() + bytes(32)
-        if quote.qe_report.report_data != expected:
-            raise QuoteVerificationError("the QE report does not bind the attestation key (report_data mismatch)")
-        qe_status, qe_advisories = self._qe_status(quote, qe_id)
-        _raw_sig(
-            _attestation_key(quote.attestation_key),
-            quote.isv_signature,
-            quote.signed,
-            "the ISV enclave report signature",
-        )
-        platform_status, platform_advisories, tcb_date = self._platform_status(pck.extension, tcb)
-        status = _converge(platform_status, qe_status)
-        if quote.report.debug and not allow_debug:
-            raise QuoteVerificationError(
-                "the enclave is a DEBUG enclave: its memory is open to the host",
-                hint="debug enclaves are refused unless explicitly allowed",
-            )
-        advisories = tuple(sorted(set(platform_advisories) | set(qe_advisories)))
-        evaluation = tcb.get("tcbEvaluationDataNumber")
-        return SgxVerdict(
-            quote=quote,
-            pck=pck.extension,
-            root=pck.root.name,
-            status=status,
-            advisory_ids=advisories,
-            platform_status=platform_status,
-            platform_advisory_ids=tuple(platform_advisories),
-            qe_status=qe_status,
-            qe_advisory_ids=tuple(qe_advisories),
-            tcb_date=tcb_date,
-            tcb_evaluation_data_number=evaluation if isinstance(evaluation, int) else None,
-            window=window,
-            collateral_expired=expired,
-        )
+        status, advisories, tcb_date = self._platform_status(pck.extension, tcb)
+        return _Pairing(window, status, tuple(advisories), tcb_date)
 
     @staticmethod
     def _qe_status(quote: Quote, identity: dict[str, Any]) -> tuple[str, list[str]]:
