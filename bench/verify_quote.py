@@ -3,7 +3,8 @@
 A real quote with its Intel collateral (tests/data/sgx: the phala case) is verified at its `verify_at` time, the
 same way on both sides: sealpod's DcapVerifier (which caches verified collateral and PCK chains by their bytes)
 and `dcap_qvl.verify(quote, QuoteCollateralV3, now)` (which parses everything on each call). Also timed: one cold
-verification (a new verifier, nothing cached). Targets: at least 1.5x dcap-qvl's rate; a cold verification < 5 ms.
+verification (a new verifier, nothing cached). Targets (issue 19): at least 7x dcap-qvl's rate warm; cold no
+slower than it.
 
     .venv/bin/python bench/verify_quote.py [--seconds 2]
 """
@@ -62,10 +63,10 @@ def main() -> None:
     print(f"verdict (both): {ours.status}")
     print(f"sealpod (warm caches): {ours_rate:8.0f} verifications/s")
     print(f"dcap-qvl 0.7.0:        {theirs_rate:8.0f} verifications/s")
-    print(f"ratio sealpod / dcap-qvl: {ours_rate / theirs_rate:.2f}x (target >= 1.5x)")
+    print(f"ratio sealpod / dcap-qvl: {ours_rate / theirs_rate:.2f}x (target >= 7x)")
     print(
         f"cold verification (parse collateral, nothing cached): sealpod {statistics.median(cold) * 1000:.2f} ms, "
-        f"dcap-qvl {statistics.median(qvl_cold) * 1000:.2f} ms (target < 5 ms)"
+        f"dcap-qvl {statistics.median(qvl_cold) * 1000:.2f} ms (target: <= dcap-qvl's)"
     )
 
 
