@@ -7,7 +7,7 @@ and unseals the sealed secrets in it (:mod:`sealpod.enclave.volumes`). Everythin
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from sealpod.errors import SealpodError
 
@@ -15,8 +15,7 @@ from sealpod.errors import SealpodError
 RESERVED = ("/proc", "/sys", "/dev")
 
 
-@dataclass(frozen=True)
-class VolumeSpec:
+class VolumeSpec(NamedTuple):
     """A host path bound at ``destination`` in the workload's rootfs, read-only when ``read_only``."""
 
     source: str

@@ -8,17 +8,15 @@ typer's own."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sealpod.cli.console import bool_value, err_console, log_to_stderr, report
 from sealpod.errors import SealpodError
 
 
-@dataclass(frozen=True)
-class CommandSpec:
+class CommandSpec(NamedTuple):
     """One command's arguments as typer declares them, and where its typer-free body is."""
 
     #: flag spelling -> (parameter, the value it sets)
