@@ -127,6 +127,24 @@ def run(
     else:
         cgroups = Cgroups(f"{hostname}-{os.getpid()}", limits) if limits else None
     linux.unshare(linux.CLONE_NEWPID)  # the next child is pid 1 of a new pid namespace
+    started: list[subprocess.Popen[bytes]] = []
+    terminations: list[int] = []
+    early: list[int] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        if not started:
+            early.append(signum)  # during the spawn: delivered as soon as the workload exists
+            return
+        if signum == signal.SIGTERM and terminations:
+            started[0].kill()  # a second SIGTERM (sealpod stop after its grace time): the workload is killed
+        else:
+            started[0].send_signal(signum)
+        if signum == signal.SIGTERM:
+            terminations.append(signum)
+
+    # forwarding is in place before the workload runs: a SIGTERM just after its first output must reach it, not
+    # end the enclave under it (the enclave's own pre-start handler would, and the workload would die by SIGKILL)
+    previous = {signum: signal.signal(signum, forward) for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     try:
         process = subprocess.Popen(
             workload.argv,
@@ -137,22 +155,14 @@ def run(
             close_fds=True,
         )
     except BaseException:
+        for kind, handler in previous.items():
+            signal.signal(kind, handler)
         if cgroups:
             cgroups.remove()
         raise
-
-    terminations: list[int] = []
-
-    def forward(signum: int, _frame: object) -> None:
-        if signum == signal.SIGTERM and terminations:
-            process.kill()  # a second SIGTERM (sealpod stop after its grace time): the workload is killed
-        else:
-            process.send_signal(signum)
-        if signum == signal.SIGTERM:
-            terminations.append(signum)
-
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signum, forward)
+    started.append(process)
+    for pending in early:
+        forward(pending, None)
     try:
         code = process.wait()
     finally:

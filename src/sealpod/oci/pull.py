@@ -22,7 +22,7 @@ from sealpod.errors import DigestMismatchError, UnpackError, UnsafeLayerError
 from sealpod.oci.chunks import ChunkReader
 from sealpod.oci.decompress import decompressed
 from sealpod.oci.models import Descriptor, Platform
-from sealpod.oci.pipeline import in_thread
+from sealpod.oci.pipeline import Consumer, in_thread
 from sealpod.oci.source import ImageStore, ResolvedImage, resolve
 from sealpod.oci.unpack import LayerStats, RootfsWriter, UnpackOptions
 
@@ -83,21 +83,21 @@ def _layer_content(
     algorithm = diff_id.split(":", 1)[0]
     hasher = hashlib.new(algorithm)
     try:
-        for chunk in decompressed(blob):
-            if verify_only.is_set():
-                break
-            hasher.update(chunk)
-            yield chunk
-    except UnsafeLayerError:
-        verify_only.set()  # a corrupt stream is most often a tampered blob: let the digest check say so
-        _drain(blob)
-        raise
-    except GeneratorExit:
-        blob.close()  # type: ignore[attr-defined]
-        raise
-    if verify_only.is_set():
-        _drain(blob)
-        return
+        try:
+            for chunk in decompressed(blob):
+                if verify_only.is_set():
+                    break
+                hasher.update(chunk)
+                yield chunk
+        except UnsafeLayerError:
+            verify_only.set()  # a corrupt stream is most often a tampered blob: let the digest check say so
+            _drain(blob)
+            raise
+        if verify_only.is_set():
+            _drain(blob)
+            return
+    finally:
+        blob.close()
     got = f"{algorithm}:{hasher.hexdigest()}"
     if got != diff_id:
         raise DigestMismatchError(
@@ -138,23 +138,28 @@ def unpack_image(
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     result = PullResult(image, target)
+    layers = list(zip(image.manifest.layers, image.config.rootfs.diff_ids, strict=True))
+
+    def start(index: int) -> tuple[Consumer[bytes], threading.Event]:
+        descriptor, diff_id = layers[index]
+        events.layer_started(index, descriptor)
+        verify_only = threading.Event()
+        progress = lambda n: events.layer_progress(index, n)  # noqa: E731
+        make = lambda: _layer_content(store, descriptor, diff_id, progress, transform, verify_only)  # noqa: E731
+        return in_thread(make, depth=QUEUE_DEPTH, name="sealpod-inflate"), verify_only
+
+    ahead: Consumer[bytes] | None = None
     try:
         os.chmod(staging, 0o755)  # noqa: S103 - a rootfs's / is world-readable
         writer = RootfsWriter(str(staging), options)
-        for index, (descriptor, diff_id) in enumerate(
-            zip(image.manifest.layers, image.config.rootfs.diff_ids, strict=True)
-        ):
-            events.layer_started(index, descriptor)
-
-            verify_only = threading.Event()
-
-            def make(
-                d: Descriptor = descriptor, i: int = index, want: str = diff_id, stop: threading.Event = verify_only
-            ) -> Iterator[bytes]:
-                progress = lambda n: events.layer_progress(i, n)  # noqa: E731
-                return _layer_content(store, d, want, progress, transform, stop)
-
-            content = in_thread(make, depth=QUEUE_DEPTH, name="sealpod-inflate")
+        following = start(0) if layers else None
+        for index in range(len(layers)):
+            assert following is not None
+            content, verify_only = following
+            # the next layer's download and inflation start now, beside this one's extraction (one layer ahead:
+            # its queues bound what it holds), so that neither its request's latency nor its first inflate waits
+            following = start(index + 1) if index + 1 < len(layers) else None
+            ahead = following[0] if following else None
             try:
                 reader = ChunkReader(content)
                 try:
@@ -165,7 +170,7 @@ def unpack_image(
                     raise
                 reader.drain()
             finally:
-                content.close()  # type: ignore[attr-defined]
+                content.close()
             result.layers.append(stats)
             events.layer_done(index, stats)
         writer.finish()
@@ -173,6 +178,8 @@ def unpack_image(
             target.rmdir()
         os.rename(staging, target)
     except BaseException:
+        if ahead is not None:
+            ahead.close()
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return result
