@@ -30,6 +30,10 @@ from sealpod.oci.unpack import LayerStats, RootfsWriter, UnpackOptions
 #: with 2.5 MiB less of a pull's peak memory.
 QUEUE_DEPTH = 2
 
+#: A layer at most this big (compressed) is started while the one before it is extracted: small layers are bound by
+#: their requests' latency, which this hides; a bigger one would only add its queues (~4 MiB) to the peak memory.
+LOOKAHEAD_MAX_BYTES = 8 * 1024 * 1024
+
 #: A layer's compressed bytes may be transformed before inflating (ocicrypt decryption plugs in here).
 BlobTransform = Callable[[Descriptor, Iterator[bytes]], Iterator[bytes]]
 
@@ -152,13 +156,13 @@ def unpack_image(
     try:
         os.chmod(staging, 0o755)  # noqa: S103 - a rootfs's / is world-readable
         writer = RootfsWriter(str(staging), options)
-        following = start(0) if layers else None
+        following = None
         for index in range(len(layers)):
-            assert following is not None
-            content, verify_only = following
-            # the next layer's download and inflation start now, beside this one's extraction (one layer ahead:
-            # its queues bound what it holds), so that neither its request's latency nor its first inflate waits
-            following = start(index + 1) if index + 1 < len(layers) else None
+            content, verify_only = following or start(index)
+            # a small next layer's download and inflation start now, beside this one's extraction (one layer
+            # ahead, bounded by its queues), so that its request's latency does not wait for this layer's end
+            upcoming = index + 1 < len(layers) and layers[index + 1][0].size <= LOOKAHEAD_MAX_BYTES
+            following = start(index + 1) if upcoming else None
             ahead = following[0] if following else None
             try:
                 reader = ChunkReader(content)
