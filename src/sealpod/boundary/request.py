@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import NamedTuple
+from dataclasses import asdict, dataclass, field
 
 from sealpod.boundary.volumes import VolumeSpec
 from sealpod.errors import SealpodError
 
 
-class BootRequest(NamedTuple):
+@dataclass(frozen=True)
+class BootRequest:
     """What the host asks the enclave to run.
 
     ``command`` and ``env`` are what ``sealpod run`` asks for (a new Cmd, extra variables: refused unless the run policy
@@ -26,8 +27,8 @@ class BootRequest(NamedTuple):
 
     image: str
     kbs_url: str
-    command: list[str] = []  # noqa: RUF012 - never mutated: a NamedTuple's default
-    env: list[str] = []  # noqa: RUF012 - never mutated: a NamedTuple's default
+    command: list[str] = field(default_factory=list)
+    env: list[str] = field(default_factory=list)
     name: str = "sealpod"
     share_net: bool = False
     allow_sim: bool = False
@@ -37,15 +38,15 @@ class BootRequest(NamedTuple):
     rootfs: str = "gocryptfs"
     memory: int | None = None
     pids: int | None = None
-    argv: list[str] = []  # noqa: RUF012 - never mutated: a NamedTuple's default
-    host_env: list[str] = []  # noqa: RUF012 - never mutated: a NamedTuple's default
+    argv: list[str] = field(default_factory=list)
+    host_env: list[str] = field(default_factory=list)
     netns: str | None = None
     start_fd: int | None = None
     cgroup_path: str | None = None
     #: The pod's init-data (CoCo's TOML; nothing secret): its digest is bound into the evidence.
     init_data: str | None = None
     #: Host paths to bind into the rootfs, ``SOURCE:DESTINATION[:ro]`` (:class:`~sealpod.boundary.volumes.VolumeSpec`).
-    volumes: list[str] = []  # noqa: RUF012 - never mutated: a NamedTuple's default
+    volumes: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
         """The request as the host passes it on the enclave's command line."""
@@ -69,7 +70,7 @@ class BootRequest(NamedTuple):
             request = cls(**values)
         except TypeError as err:
             raise SealpodError(f"malformed boot request: {err}") from None
-        for name, value in request._asdict().items():
+        for name, value in asdict(request).items():
             if not _TYPES[name](value):
                 raise SealpodError(f"malformed boot request: {name} has the wrong type ({type(value).__name__})")
         request.volume_specs()
@@ -81,7 +82,7 @@ class BootRequest(NamedTuple):
 
     def to_values(self) -> dict[str, object]:
         """The request as a JSON-ready object (what :meth:`from_values` reads)."""
-        return self._asdict()
+        return asdict(self)
 
 
 def _strings(value: object) -> bool:

@@ -7,7 +7,7 @@ and unseals the sealed secrets in it (:mod:`sealpod.enclave.volumes`). Everythin
 from __future__ import annotations
 
 import posixpath
-from typing import NamedTuple
+from dataclasses import dataclass
 
 from sealpod.errors import SealpodError
 
@@ -15,7 +15,8 @@ from sealpod.errors import SealpodError
 RESERVED = ("/proc", "/sys", "/dev")
 
 
-class VolumeSpec(NamedTuple):
+@dataclass(frozen=True)
+class VolumeSpec:
     """A host path bound at ``destination`` in the workload's rootfs, read-only when ``read_only``."""
 
     source: str

@@ -362,7 +362,7 @@ def demo(
             _step(f"Refused: an image nobody signed (pushed to {where} under another tag)")
             unsigned = image.removesuffix(":v1") + ":unsigned"
             _encrypt_and_push(base, layout_dir, _destination(unsigned))
-            code = _run_enclave(request._replace(image=unsigned))
+            code = _run_enclave(BootRequest(**{**request.__dict__, "image": unsigned}))
             _say(f"exit status {code}: nothing was pulled, decrypted or run")
 
             _step("Refused: an enclave whose measurement the KBS does not have (another build of the enclave)")

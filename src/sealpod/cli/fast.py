@@ -8,15 +8,17 @@ typer's own."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from sealpod.cli.console import bool_value, err_console, log_to_stderr, report
 from sealpod.errors import SealpodError
 
 
-class CommandSpec(NamedTuple):
+@dataclass(frozen=True)
+class CommandSpec:
     """One command's arguments as typer declares them, and where its typer-free body is."""
 
     #: flag spelling -> (parameter, the value it sets)

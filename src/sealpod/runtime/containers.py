@@ -125,7 +125,7 @@ def create(request: BootRequest, name: str | None, *, auto_remove: bool = False)
         raise UsageError(f"a container named {name!r} exists", hint=f"sealpod rm {name}, or choose another --name")
     container = Container(container_id, name, request.image, datetime.now(UTC).isoformat(timespec="seconds"), {})
     container.auto_remove = auto_remove
-    container.request = request._replace(name=name).to_values()
+    container.request = json.loads(BootRequest(**{**request.__dict__, "name": name}).to_json())
     container.directory.mkdir(parents=True, mode=0o700)
     container.save()
     return container

@@ -14,6 +14,7 @@ The socket is ``<state dir>/enclave-pool.sock``, mode 0600: whoever may connect 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import queue
 import signal
@@ -23,8 +24,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 from sealpod.boundary import ENCLAVE_MODULE
 from sealpod.boundary.channel import STDIO_FDS, ChannelError, expect_int, receive_message, send_message
@@ -42,7 +43,8 @@ def pool_socket() -> Path:
     return state_dir() / "enclave-pool.sock"
 
 
-class _Ready(NamedTuple):
+@dataclass
+class _Ready:
     pid: int
     channel: socket.socket
 
@@ -248,7 +250,7 @@ def run_on(
     and return the workload's status."""
     fds = [0, 1, 2]
     if start_fifo is not None:
-        request = request._replace(start_fd=STDIO_FDS)  # "the descriptor after stdio"
+        request = dataclasses.replace(request, start_fd=STDIO_FDS)  # "the descriptor after stdio"
         fds.append(start_fifo)
     try:
         send_message(connection, request.to_values(), fds)
