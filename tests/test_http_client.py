@@ -18,7 +18,6 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = 0.3  # the server drops a connection idle this long
     connections = 0  # one handler per connection: counted as each starts
-    seen: list[tuple[str, str, str | None]] = []  # noqa: RUF012 - the test's record of requests
 
     def setup(self) -> None:
         _Handler.connections += 1
@@ -36,7 +35,6 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        _Handler.seen.append((self.command, self.path, self.headers["Authorization"]))
         if self.path.startswith("/to/"):  # /to/<status>/<url-or-path>
             _, _, status, target = self.path.split("/", 3)
             self._answer(int(status), b"moved", {"Location": target if "://" in target else "/" + target})
@@ -63,7 +61,6 @@ def _serve() -> ThreadingHTTPServer:
 @pytest.fixture
 def server() -> Iterator[ThreadingHTTPServer]:
     _Handler.connections = 0
-    _Handler.seen = []
     httpd = _serve()
     yield httpd
     httpd.shutdown()

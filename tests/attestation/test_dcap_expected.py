@@ -120,12 +120,20 @@ def _mutate(raw: bytes, collateral_text: str, mutation: str) -> tuple[bytes, str
     return raw, json.dumps(data)
 
 
+@pytest.mark.parametrize("warm", [False, True], ids=["fresh verifier", "after the good quote"])
 @pytest.mark.parametrize("mutation", [m["mutation"] for m in EXPECTED["negative_mutations"]["results"]])
-def test_negative_mutations_are_refused(mutation: str) -> None:
+def test_negative_mutations_are_refused(mutation: str, warm: bool) -> None:
+    """Refused by a new verifier, and by one whose caches (chains, collateral, their pairing, the QE report's
+    status) hold the unaltered quote's checks: nothing cached stands in for a check of what was altered."""
     case = CASES[EXPECTED["negative_mutations"]["case"]]
-    raw, text = _mutate((DATA / case["quote"]).read_bytes(), (DATA / case["collateral"]).read_text(), mutation)
+    good, good_text = (DATA / case["quote"]).read_bytes(), (DATA / case["collateral"]).read_text()
+    now = EXPECTED["negative_mutations"]["verify_at"]
+    verifier = DcapVerifier()
+    if warm:
+        verifier.verify(good, Collateral.from_qvl_json(good_text), now=now, allow_debug=True)
+    raw, text = _mutate(good, good_text, mutation)
     with pytest.raises(AttestationError):
-        DcapVerifier().verify(raw, Collateral.from_qvl_json(text), now=EXPECTED["negative_mutations"]["verify_at"])
+        verifier.verify(raw, Collateral.from_qvl_json(text), now=now, allow_debug=True)
 
 
 def test_raw_pcs_responses_give_the_same_collateral() -> None:

@@ -18,17 +18,19 @@ import json as _json
 import os
 import ssl
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
-from sealpod._internal.tls import client_context
+from sealpod._internal.tls import client_context, unverified_context
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 20
 READ_CHUNK = 512 * 1024
 Origin = tuple[str, str, int]
 Body = bytes | Iterable[bytes] | None
+#: Gives a response's connection back to its pool (``reuse``) or closes it.
+Release = Callable[..., None]
 
 
 class TransportError(Exception):
@@ -39,9 +41,9 @@ class Response:
     """A response whose body is read on demand: whole (:meth:`read`, :attr:`content`) or streamed
     (:meth:`iter_raw`). Close it, or read it to the end, so that its connection can serve the next request."""
 
-    def __init__(self, raw: http.client.HTTPResponse, url: str, release: Any) -> None:
+    def __init__(self, raw: http.client.HTTPResponse, url: str, release: Release) -> None:
         self._raw = raw
-        self._release = release
+        self._release: Release | None = release
         self._content: bytes | None = None
         self.url = url
         self.status_code = raw.status
@@ -96,8 +98,6 @@ class Response:
             yield chunk
         self._content = b""
         self._done()
-
-    iter_bytes = iter_raw
 
     def _done(self) -> None:
         if self._release is not None:
@@ -175,12 +175,7 @@ class HttpClient:
     def _context(self) -> ssl.SSLContext:
         if isinstance(self._verify, ssl.SSLContext):
             return self._verify
-        if self._verify:
-            return client_context(None)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
+        return client_context(None) if self._verify else unverified_context()
 
     def _connect(self, origin: Origin) -> http.client.HTTPConnection:
         scheme, host, port = origin
@@ -212,7 +207,6 @@ class HttpClient:
             raise TransportError(f"cannot connect to {scheme}://{host}:{port}{via}: {_describe(err)}") from None
         if conn.sock is not None:
             conn.sock.settimeout(self._timeout)
-        conn._sealpod_proxied = bool(proxy) and scheme == "http"  # type: ignore[attr-defined]
         return conn
 
     def _take(self, origin: Origin) -> tuple[http.client.HTTPConnection, bool]:
@@ -222,7 +216,7 @@ class HttpClient:
                 return idle.pop(), True
         return self._connect(origin), False
 
-    def _releaser(self, origin: Origin, conn: http.client.HTTPConnection) -> Any:
+    def _releaser(self, origin: Origin, conn: http.client.HTTPConnection) -> Release:
         def release(*, reuse: bool) -> None:
             if reuse:
                 with self._lock:
@@ -278,7 +272,9 @@ class HttpClient:
         replayable = content is None or isinstance(content, bytes | bytearray)
         while True:
             conn, reused = self._take(origin)
-            target = url if getattr(conn, "_sealpod_proxied", False) else path
+            # plain http through a proxy names the whole URL; https through one tunnels and names the path
+            proxied = origin[0] == "http" and (conn.host, conn.port) != origin[1:]
+            target = url if proxied else path
             try:
                 conn.request(method, target, body=content, headers=headers)
                 raw = conn.getresponse()

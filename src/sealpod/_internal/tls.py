@@ -30,6 +30,15 @@ def pem_context(ca_pem: str) -> ssl.SSLContext:
     return ssl.create_default_context(cadata=ca_pem)
 
 
+@functools.cache
+def unverified_context() -> ssl.SSLContext:
+    """A client context that checks neither the certificate nor the name (``--tls-verify=false``). Cached."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 def verify_setting(verify: bool, ca_file: str | None, ca_pem: str | None = None) -> bool | ssl.SSLContext:
     """An HTTP client's ``verify``: False (no verification) or the cached context (``ca_pem`` before
     ``ca_file``)."""

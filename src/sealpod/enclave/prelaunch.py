@@ -31,7 +31,6 @@ import threading
 import traceback
 from typing import NoReturn
 
-import sealpod._internal.http_client  # noqa: F401 - imported before any request
 from sealpod._internal.tls import client_context
 from sealpod.boundary.channel import STDIO_FDS, ChannelClosed, ChannelError, receive_message, send_message
 from sealpod.boundary.request import BootRequest

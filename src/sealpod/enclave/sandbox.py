@@ -127,18 +127,18 @@ def run(
     else:
         cgroups = Cgroups(f"{hostname}-{os.getpid()}", limits) if limits else None
     linux.unshare(linux.CLONE_NEWPID)  # the next child is pid 1 of a new pid namespace
-    started: list[subprocess.Popen[bytes]] = []
+    process: subprocess.Popen[bytes] | None = None
     terminations: list[int] = []
     early: list[int] = []
 
     def forward(signum: int, _frame: object) -> None:
-        if not started:
+        if process is None:
             early.append(signum)  # during the spawn: delivered as soon as the workload exists
             return
         if signum == signal.SIGTERM and terminations:
-            started[0].kill()  # a second SIGTERM (sealpod stop after its grace time): the workload is killed
+            process.kill()  # a second SIGTERM (sealpod stop after its grace time): the workload is killed
         else:
-            started[0].send_signal(signum)
+            process.send_signal(signum)
         if signum == signal.SIGTERM:
             terminations.append(signum)
 
@@ -160,7 +160,6 @@ def run(
         if cgroups:
             cgroups.remove()
         raise
-    started.append(process)
     for pending in early:
         forward(pending, None)
     try:

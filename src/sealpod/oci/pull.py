@@ -152,18 +152,16 @@ def unpack_image(
         make = lambda: _layer_content(store, descriptor, diff_id, progress, transform, verify_only)  # noqa: E731
         return in_thread(make, depth=QUEUE_DEPTH, name="sealpod-inflate"), verify_only
 
-    ahead: Consumer[bytes] | None = None
+    following: tuple[Consumer[bytes], threading.Event] | None = None
     try:
         os.chmod(staging, 0o755)  # noqa: S103 - a rootfs's / is world-readable
         writer = RootfsWriter(str(staging), options)
-        following = None
         for index in range(len(layers)):
             content, verify_only = following or start(index)
             # a small next layer's download and inflation start now, beside this one's extraction (one layer
             # ahead, bounded by its queues), so that its request's latency does not wait for this layer's end
             upcoming = index + 1 < len(layers) and layers[index + 1][0].size <= LOOKAHEAD_MAX_BYTES
             following = start(index + 1) if upcoming else None
-            ahead = following[0] if following else None
             try:
                 reader = ChunkReader(content)
                 try:
@@ -182,8 +180,8 @@ def unpack_image(
             target.rmdir()
         os.rename(staging, target)
     except BaseException:
-        if ahead is not None:
-            ahead.close()
+        if following is not None:
+            following[0].close()  # the layer started ahead
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return result

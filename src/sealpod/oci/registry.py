@@ -251,7 +251,7 @@ class RegistryClient:
             if length > MAX_MANIFEST_BYTES:
                 raise RegistryError(f"{what} is {length} bytes, over the {MAX_MANIFEST_BYTES}-byte bound")
             body = bytearray()
-            for chunk in response.iter_bytes():
+            for chunk in response.iter_raw():
                 body += chunk
                 if len(body) > MAX_MANIFEST_BYTES:
                     raise RegistryError(f"{what} is over the {MAX_MANIFEST_BYTES}-byte bound")

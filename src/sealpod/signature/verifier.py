@@ -37,7 +37,7 @@ def read_lookaside(url: str) -> bytes | None:
                 if response.status_code != 200:
                     raise SignatureError(f"signature store answered {response.status_code} for {url}")
                 chunks, total = [], 0
-                for chunk in response.iter_bytes():
+                for chunk in response.iter_raw():
                     chunks.append(chunk)
                     total += len(chunk)
                     if total > gpg.MAX_SIGNATURE_BYTES:
