@@ -9,15 +9,14 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 
 from sealpod.cli.console import (
-    bool_value,
     err_console,
     escape,
     log_to_stderr,
     out_console,
-    parse_size,
     report,
     strip_markup,
 )
+from sealpod.cli.values import bool_value, parse_size
 from sealpod.errors import SealpodError
 
 if TYPE_CHECKING:

@@ -83,26 +83,6 @@ def report(err: SealpodError | OSError, debug: bool) -> int:
     return 1
 
 
-_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-
-
-def bool_value(value: str) -> bool | None:
-    """``true``/``false`` (also 1/0, yes/no, any case), as skopeo's ``--tls-verify=false``; None for anything else."""
-    return _BOOLS.get(value.lower())
-
-
-_SIZE = re.compile(r"^(\d+)([kmg]?)b?$", re.IGNORECASE)
-
-
-def parse_size(text: str) -> int:
-    """``64m``, ``1g``, ``512k`` or bytes, as podman's ``--memory``."""
-    match = _SIZE.match(text.strip())
-    if not match:
-        raise SealpodError(f"memory size {text!r} is not a number with an optional k, m or g suffix")
-    number, unit = int(match.group(1)), match.group(2).lower()
-    return number * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[unit]
-
-
 def log_to_stderr(debug: bool) -> None:
     """Log warnings (everything with ``debug``) to stderr."""
     logging.basicConfig(

@@ -19,7 +19,7 @@ import shutil
 import sys
 import tarfile
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -362,7 +362,7 @@ def demo(
             _step(f"Refused: an image nobody signed (pushed to {where} under another tag)")
             unsigned = image.removesuffix(":v1") + ":unsigned"
             _encrypt_and_push(base, layout_dir, _destination(unsigned))
-            code = _run_enclave(replace(request, image=unsigned))
+            code = _run_enclave(request.replace(image=unsigned))
             _say(f"exit status {code}: nothing was pulled, decrypted or run")
 
             _step("Refused: an enclave whose measurement the KBS does not have (another build of the enclave)")

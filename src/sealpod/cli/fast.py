@@ -3,41 +3,58 @@ ones this parser reads exactly as click does, since importing typer and building
 pre-launched enclave's ~120 ms warm start and of a small pull. Anything else (``--help``, a global flag, an unknown,
 repeated-flag or malformed option, a value this parser does not check as typer would) returns None, and typer parses
 and answers as it always does. ``tests/cli/test_fast.py`` holds each table to typer's command and every parse to
-typer's own."""
+typer's own.
+
+A pre-launched enclave's start is mostly this process's own start, so the path to a pooled ``sealpod run`` imports
+only the interpreter's built-in modules (console output, pathlib and the rest load when an error or an option needs
+them)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from importlib import import_module
-from pathlib import Path
-from typing import Any
-
-from sealpod.cli.console import bool_value, err_console, log_to_stderr, report
 from sealpod.errors import SealpodError
 
+TYPE_CHECKING = False  # typing's own flag would import typing (~2 ms); mypy honours any flag of this name
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
-@dataclass(frozen=True)
+
 class CommandSpec:
-    """One command's arguments as typer declares them, and where its typer-free body is."""
+    """One command's arguments as typer declares them, and where its typer-free body is (a plain class: the
+    dataclasses module is ~6 ms of imports)."""
 
-    #: flag spelling -> (parameter, the value it sets)
-    flags: dict[str, tuple[str, bool]]
-    #: option spelling -> parameter (one value each)
-    options: dict[str, str]
-    #: the parameters whose option may be given many times
-    repeated: frozenset[str]
-    #: every optional parameter's value when absent (typer's defaults)
-    defaults: dict[str, Any]
-    #: required options: without one, typer says so
-    required: frozenset[str]
-    #: the positional parameters; with ``variadic`` the last takes the rest
-    positional: tuple[str, ...]
-    variadic: bool
-    #: conversions of option values: ``int``, ``path``, ``bool`` (true/false as --tls-verify)
-    kinds: dict[str, str]
-    #: ``module:function`` taking the parameters as keywords and returning the exit status
-    body: str
+    __slots__ = ("body", "defaults", "flags", "kinds", "options", "positional", "repeated", "required", "variadic")
+
+    def __init__(
+        self,
+        *,
+        flags: dict[str, tuple[str, bool]],
+        options: dict[str, str],
+        repeated: frozenset[str],
+        defaults: dict[str, Any],
+        required: frozenset[str],
+        positional: tuple[str, ...],
+        variadic: bool,
+        kinds: dict[str, str],
+        body: str,
+    ) -> None:
+        #: flag spelling -> (parameter, the value it sets)
+        self.flags = flags
+        #: option spelling -> parameter (one value each)
+        self.options = options
+        #: the parameters whose option may be given many times
+        self.repeated = repeated
+        #: every optional parameter's value when absent (typer's defaults)
+        self.defaults = defaults
+        #: required options: without one, typer says so
+        self.required = required
+        #: the positional parameters; with ``variadic`` the last takes the rest
+        self.positional = positional
+        self.variadic = variadic
+        #: conversions of option values: ``int``, ``path``, ``bool`` (true/false as --tls-verify)
+        self.kinds = kinds
+        #: ``module:function`` taking the parameters as keywords and returning the exit status
+        self.body = body
 
 
 RUN = CommandSpec(
@@ -188,6 +205,8 @@ def _converted(spec: CommandSpec, values: dict[str, Any]) -> dict[str, Any] | No
         if not isinstance(value, str):
             continue  # the default, already typed
         if kind == "bool":
+            from sealpod.cli.values import bool_value
+
             values[key] = bool_value(value)
             if values[key] is None:
                 return None
@@ -197,6 +216,8 @@ def _converted(spec: CommandSpec, values: dict[str, Any]) -> dict[str, Any] | No
                 return None
             values[key] = int(text)
         else:
+            from pathlib import Path
+
             values[key] = Path(value)
     return values
 
@@ -210,12 +231,19 @@ def run(argv: list[str]) -> int | None:
     if values is None:
         return None
     module, function = spec.body.split(":")
-    body: Callable[..., int] = getattr(import_module(module), function)
-    log_to_stderr(False)
+    body: Callable[..., int] = getattr(__import__(module, fromlist=[function]), function)
+    if spec is PULL:
+        from sealpod.cli.console import log_to_stderr
+
+        log_to_stderr(False)
     try:
         return body(**values)
     except (SealpodError, OSError) as err:
+        from sealpod.cli.console import report
+
         return report(err, False)
     except KeyboardInterrupt:
+        from sealpod.cli.console import err_console
+
         err_console.print("interrupted")
         return 130

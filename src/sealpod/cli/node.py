@@ -55,9 +55,10 @@ def enclave_pool(
     def action() -> None:
         import signal
 
-        from sealpod.runtime.enclave_pool import EnclavePool, pool_socket
+        from sealpod.runtime.enclave_pool import EnclavePool
+        from sealpod.runtime.pool_client import pool_socket
 
-        pool = EnclavePool(socket_path or pool_socket(), size)
+        pool = EnclavePool(socket_path or Path(pool_socket()), size)
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: pool.stop())
         pool.serve_forever()

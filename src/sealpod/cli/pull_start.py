@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sealpod.cli.console import err_console, escape, out_console, parse_size
+from sealpod.cli.console import err_console, escape, out_console
 from sealpod.cli.policy_check import enforce
+from sealpod.cli.values import parse_size
 
 if TYPE_CHECKING:
     from sealpod.oci.models import Manifest, Platform

@@ -20,7 +20,6 @@ platform's; the import time is saved on both.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import gc
 import importlib
 import os
@@ -169,7 +168,7 @@ def _parse_request(message: dict[str, object], fds: list[int]) -> BootRequest:
             f"a request with a start FIFO carries it after stdin, stdout and stderr (start_fd {STDIO_FDS}), "
             f"not as start_fd {request.start_fd} with {len(fds)} descriptors"
         )
-    return dataclasses.replace(request, start_fd=fds[STDIO_FDS])
+    return request.replace(start_fd=fds[STDIO_FDS])
 
 
 def _reply(connection: socket.socket, message: dict[str, object]) -> None:

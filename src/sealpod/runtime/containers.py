@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sealpod.boundary.request import BootRequest
@@ -125,7 +125,7 @@ def create(request: BootRequest, name: str | None, *, auto_remove: bool = False)
         raise UsageError(f"a container named {name!r} exists", hint=f"sealpod rm {name}, or choose another --name")
     container = Container(container_id, name, request.image, datetime.now(UTC).isoformat(timespec="seconds"), {})
     container.auto_remove = auto_remove
-    container.request = replace(request, name=name).to_values()
+    container.request = request.replace(name=name).to_values()
     container.directory.mkdir(parents=True, mode=0o700)
     container.save()
     return container

@@ -14,10 +14,8 @@ The socket is ``<state dir>/enclave-pool.sock``, mode 0600: whoever may connect 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import queue
-import signal
 import socket
 import subprocess
 import sys
@@ -28,19 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sealpod.boundary import ENCLAVE_MODULE
-from sealpod.boundary.channel import STDIO_FDS, ChannelError, expect_int, receive_message, send_message
-from sealpod.boundary.request import BootRequest
-from sealpod.config import state_dir
+from sealpod.boundary.channel import ChannelError, expect_int, receive_message, send_message
 from sealpod.errors import SealpodError
 
 RESTART_DELAY = 1.0  # after a pre-launched enclave died before it was ready
 ZYGOTE_START_TIMEOUT = 120.0  # its imports and measurement, on a loaded node
-KILLED = 128 + signal.SIGKILL  # the status a shell reports for a process SIGKILL ended
-
-
-def pool_socket() -> Path:
-    """Where the node's enclave pool listens."""
-    return state_dir() / "enclave-pool.sock"
 
 
 @dataclass
@@ -216,66 +206,3 @@ class EnclavePool:
             except subprocess.TimeoutExpired:
                 zygote.kill()
                 zygote.wait()
-
-
-def connect(path: Path) -> socket.socket | None:
-    """A connection to the pool listening at ``path``, or None when none listens there (no socket, or a stale one)."""
-    connection = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    try:
-        connection.connect(str(path))
-    except (FileNotFoundError, ConnectionRefusedError):
-        connection.close()
-        return None
-    return connection
-
-
-def run_in_pool(request: BootRequest, path: Path, on_start: Callable[[int], None] | None = None) -> int | None:
-    """Run ``request`` in a pre-launched enclave of the pool at ``path``, with this process's stdio; signals to this
-    process are forwarded to the enclave. Returns the workload's status, or None when no pool listens there."""
-    connection = connect(path)
-    if connection is None:
-        return None
-    with connection:
-        return run_on(connection, request, on_start)
-
-
-def run_on(
-    connection: socket.socket,
-    request: BootRequest,
-    on_start: Callable[[int], None] | None = None,
-    start_fifo: int | None = None,
-) -> int:
-    """Hand ``request`` and this process's stdio (and the OCI runtime's ``start_fifo``, which this process then
-    closes: only the enclave may wait on it) to the pre-launched enclave on ``connection``; forward signals to it
-    and return the workload's status."""
-    fds = [0, 1, 2]
-    if start_fifo is not None:
-        request = dataclasses.replace(request, start_fd=STDIO_FDS)  # "the descriptor after stdio"
-        fds.append(start_fifo)
-    try:
-        send_message(connection, request.to_values(), fds)
-    finally:
-        if start_fifo is not None:
-            os.close(start_fifo)
-    message, _ = receive_message(connection)
-    if "error" in message:
-        raise SealpodError(f"the pre-launched enclave refused the request: {message['error']}")
-    pid = expect_int(message, "pid")
-    if on_start:
-        on_start(pid)
-
-    def forward(signum: int, _frame: object) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signum)
-
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-    try:
-        message, _ = receive_message(connection)
-    except ChannelError:
-        # only a SIGKILL (sealpod stop's last resort, the OOM killer) ends an enclave without its report
-        print(f"sealpod: the enclave (pid {pid}) was killed before it reported an exit status", file=sys.stderr)
-        return KILLED
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    return expect_int(message, "exit")

@@ -1,16 +1,22 @@
 """Start the generic enclave for an image, as a separate process (or hand the request to a pre-launched one,
-:mod:`sealpod.runtime.enclave_pool`), and pass its stdio and exit status through."""
+:mod:`sealpod.runtime.enclave_pool`), and pass its stdio and exit status through.
+
+``sealpod run`` imports this module for every start: like :mod:`sealpod.runtime.pool_client`, it uses only the
+interpreter's built-in modules (no subprocess or signal module)."""
 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
-from collections.abc import Callable
 
 from sealpod.boundary import ENCLAVE_MODULE
-from sealpod.boundary.request import BootRequest
+from sealpod.runtime.pool_client import forward_signals, pool_socket, restore_signals, run_in_pool
+
+TYPE_CHECKING = False  # typing's own flag would import typing (~2 ms); mypy honours any flag of this name
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from sealpod.boundary.request import BootRequest
 
 
 def enclave_command(request: BootRequest) -> list[str]:
@@ -25,22 +31,29 @@ def run_enclave(request: BootRequest, on_start: Callable[[int], None] | None = N
     stdin: the workload would not get it as its controlling terminal); else a new enclave process does.
     """
     if use_pool and request.start_fd is None and not os.isatty(0):
-        from sealpod.runtime.enclave_pool import pool_socket, run_in_pool
-
         code = run_in_pool(request, pool_socket(), on_start)
         if code is not None:
             return code
-    process = subprocess.Popen(enclave_command(request))
+    pid = spawn(enclave_command(request))
     if on_start:
-        on_start(process.pid)
-
-    def forward(signum: int, _frame: object) -> None:
-        process.send_signal(signum)
-
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+        on_start(pid)
+    previous = forward_signals(pid)
     try:
-        code = process.wait()
+        _, status = os.waitpid(pid, 0)  # a forwarded signal interrupts it, and it waits on
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        restore_signals(previous)
+    code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
+
+
+def spawn(command: list[str]) -> int:
+    """Start ``command`` with this process's stdio and environment and no other descriptor; its pid."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+            os.execv(command[0], command)  # noqa: S606 - an argv, no shell
+        except OSError as err:
+            print(f"sealpod: cannot start the enclave {command[0]}: {err.strerror}", file=sys.stderr)
+        os._exit(127)
+    return pid

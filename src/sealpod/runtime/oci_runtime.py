@@ -13,10 +13,10 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
+from _socket import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,11 +26,11 @@ from sealpod._internal.cgroups import kill_container, remove_container
 from sealpod.boundary.request import BootRequest
 from sealpod.config import state_dir
 from sealpod.errors import SealpodError
-from sealpod.runtime.enclave_pool import connect, run_on
 from sealpod.runtime.launch import enclave_command
 from sealpod.runtime.node_config import NodeConfig
 from sealpod.runtime.oci_bundle import Bundle
 from sealpod.runtime.oci_state import EnclaveContainer
+from sealpod.runtime.pool_client import connect, run_on
 
 DEFAULT_ROOT = Path("/run/sealpod-runtime")
 _GLOBAL_VALUE_FLAGS = {"--root", "--log", "--log-format", "--criu", "--rootless"}
@@ -197,15 +197,15 @@ def create(invocation: Invocation, config: NodeConfig, bundle: Bundle, image: st
         raise
 
 
-def _pool_connection(config: NodeConfig) -> socket.socket | None:
+def _pool_connection(config: NodeConfig) -> socket | None:
     """A connection to the node's enclave pool, when the config lets containers use it and it listens."""
     if not config.use_pool:
         return None
     directory = Path(config.state_dir) if config.state_dir else state_dir()
-    return connect(directory / "enclave-pool.sock")
+    return connect(str(directory / "enclave-pool.sock"))
 
 
-def _start_pooled(connection: socket.socket, request: BootRequest, start_fd: int) -> int:
+def _start_pooled(connection: socket, request: BootRequest, start_fd: int) -> int:
     """Fork the container's process for a pre-launched enclave: it hands the enclave the request, its stdio (the
     container's) and the start FIFO, forwards signals to it and exits with the workload's status, so that the shim
     adopts and reaps it as it would a fresh enclave. Returns its pid."""
