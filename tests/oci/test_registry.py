@@ -6,9 +6,11 @@ import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from sealpod._internal.http_client import HttpClient, Response
 from sealpod.errors import AuthError, DigestMismatchError, NotFoundError, RegistryError
 from sealpod.oci.layout import OciLayout
 from sealpod.oci.localregistry import LocalRegistry
@@ -210,3 +212,25 @@ def test_manifest_altered_in_registry_storage_is_refused(registry: LocalRegistry
                 resolve(_store(selector), AMD64)
     finally:
         data.write_bytes(original)
+
+
+def test_a_plain_http_registry_on_its_port_is_used_without_probing_it_twice(
+    registry: LocalRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # https on the registry's port fails in the TLS handshake (it answered, in plain HTTP): that port speaks http,
+    # and the first request goes there, not to another /v2/ probe
+    _skopeo_push(_layout_image(tmp_path), f"{registry.host}/plain/app:v1")
+    sent: list[str] = []
+    original = HttpClient.request
+
+    def recording(self: HttpClient, method: str, url: str, **kwargs: Any) -> Response:
+        sent.append(f"{method} {url}")
+        return original(self, method, url, **kwargs)
+
+    monkeypatch.setattr(HttpClient, "request", recording)
+    image = resolve(_store(f"{registry.host}/plain/app:v1"), AMD64)
+    assert image.manifest.layers
+    assert sent[:2] == [f"GET https://{registry.host}/v2/", f"GET http://{registry.host}/v2/plain/app/manifests/v1"]
+    # a port where nothing listens is still named as unreachable over both
+    with pytest.raises(RegistryError, match=r"cannot reach registry 127\.0\.0\.1:1 over https or http"):
+        resolve(_store("127.0.0.1:1/plain/app:v1"), AMD64)

@@ -37,6 +37,10 @@ class TransportError(Exception):
     """The server could not be reached, or the connection broke: nothing usable came back."""
 
 
+class TlsError(TransportError):
+    """The server took the connection, but the TLS handshake failed (it speaks no TLS, or none we accept)."""
+
+
 class Response:
     """A response whose body is read on demand: whole (:meth:`read`, :attr:`content`) or streamed
     (:meth:`iter_raw`). Close it, or read it to the end, so that its connection can serve the next request."""
@@ -204,7 +208,8 @@ class HttpClient:
         except (OSError, http.client.HTTPException) as err:
             conn.close()
             via = f" via proxy {target}:{target_port}" if proxy else ""
-            raise TransportError(f"cannot connect to {scheme}://{host}:{port}{via}: {_describe(err)}") from None
+            kind = TlsError if isinstance(err, ssl.SSLError) else TransportError
+            raise kind(f"cannot connect to {scheme}://{host}:{port}{via}: {_describe(err)}") from None
         if conn.sock is not None:
             conn.sock.settimeout(self._timeout)
         return conn

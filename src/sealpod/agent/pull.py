@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from sealpod.oci.unpack import UnpackOptions
 from sealpod.ocicrypt.layers import DecryptionKeys, LayerDecryption
 from sealpod.signature.policy import ImageUnderCheck, parse_policy
 from sealpod.signature.registriesd import RegistriesD, Section
+from sealpod.signature.verifier import ImageSignatures
 
 DEFAULT_POLICY_URI = "kbs:///default/security-policy/test"
 DEFAULT_CREDENTIALS_URI = "kbs:///default/credential/test"
@@ -98,10 +100,16 @@ def verify_image(image: str, client: KbsClient, settings: AgentSettings | None =
             credentials = credentials_in(auth_json, location.reference.repository, settings.credentials_uri)
     store = open_store(location, RegistryOptions(settings.tls_verify, settings.ca_file, credentials))
     try:
-        resolved = resolve(store, host_platform())
-        digest = resolved.index_digest or resolved.manifest_digest
         registries = RegistriesD(Section(use_sigstore_attachments=True), {})
-        signatures = image_signatures(location, digest, store, registries)
+        found: list[ImageSignatures] = []
+        with ThreadPoolExecutor(1, thread_name_prefix="signatures") as fetcher:
+
+            def signatures_of(digest: str) -> None:  # fetched beside the rest of the manifests and the config
+                found.append(image_signatures(location, digest, store, registries))
+                fetcher.submit(found[0].prefetch)
+
+            resolved = resolve(store, host_platform(), signatures_of)
+        signatures, digest = found[0], found[0].manifest_digest
         subject = ImageUnderCheck(location.transport, location.reference, digest, path=location.path, tag=location.tag)
         policy.evaluate(subject, signatures)
     except BaseException:

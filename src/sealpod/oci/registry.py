@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urljoin
 
-from sealpod._internal.http_client import HttpClient, Response, TransportError
+from sealpod._internal.http_client import HttpClient, Response, TlsError, TransportError
 from sealpod._internal.tls import verify_setting
 from sealpod.errors import AuthError, DigestMismatchError, NotFoundError, RegistryError
 from sealpod.oci import mediatypes as mt
@@ -112,6 +112,8 @@ class RegistryClient:
                     hint = "pass its CA with --ca-file, or use --tls-verify=false"
                 raise RegistryError(f"cannot reach https://{self.host}/v2/: {err}", hint=hint) from None
             log.debug("https to %s failed (%s); trying plain http", self.host, err)
+            if isinstance(err, TlsError) and _has_port(self.host):
+                return "http"  # it took the connection but speaks no TLS: plain http on the same port (no probe)
         try:
             self._http.get(f"http://{self.host}/v2/")
         except TransportError as err:
@@ -449,3 +451,9 @@ def _rechunk(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
             del buffer[:size]
     if buffer:
         yield bytes(buffer)
+
+
+def _has_port(host: str) -> bool:
+    """Whether ``host`` names its port (``h:5000``, ``[::1]:5000``): then https and http are the same server."""
+    head, colon, port = host.rpartition(":")
+    return bool(colon and head and port.isdigit() and not head.endswith(":"))

@@ -6,7 +6,7 @@ writes them; :func:`resolve` turns a location into one platform's manifest and c
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -231,9 +231,12 @@ class ResolvedImage:
     index_digest: str | None = None
 
 
-def resolve(store: ImageStore, platform: Platform) -> ResolvedImage:
-    """Fetch the location's manifest, descending through indexes by ``platform``, and its config."""
+def resolve(store: ImageStore, platform: Platform, on_top: Callable[[str], None] | None = None) -> ResolvedImage:
+    """Fetch the location's manifest, descending through indexes by ``platform``, and its config; ``on_top`` is
+    called with the top manifest's (or index's) digest as soon as it is known (its signatures name it)."""
     fetched = store.get_manifest(None)
+    if on_top is not None:
+        on_top(fetched.digest)
     top: Index | None = None
     top_digest: str | None = None
     for _ in range(MAX_INDEX_DEPTH):

@@ -4,12 +4,13 @@ Implements the policy's ``SignatureVerifier``."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from sealpod._internal.files import read_bounded
 from sealpod._internal.http_client import HttpClient, TransportError
-from sealpod.errors import KeyFileError, SignatureError
+from sealpod.errors import KeyFileError, SealpodError, SignatureError
 from sealpod.oci.reference import ImageReference
 from sealpod.signature import gpg, sigstore
 from sealpod.signature.layout import LayoutStore, read_signatures
@@ -101,6 +102,12 @@ class ImageSignatures:
             if reference and store and self.registries.section_for(reference).use_sigstore_attachments:
                 _, self._sigstore = sigstore.read_attachment(store, self.manifest_digest)
         return self._sigstore
+
+    def prefetch(self) -> None:
+        """Fetch the attached signatures now (beside other work, in another thread; call nothing else of this
+        object until it returns). A failure is left to the check that reads them, which meets and reports it."""
+        with contextlib.suppress(SealpodError, OSError):
+            self._attached()
 
     def _lookaside(self) -> list[bytes]:
         if self._gpg is None:
