@@ -4,6 +4,7 @@ read to the end not reused; proxies from the environment; transport failures nam
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from sealpod._internal.http_client import HttpClient, TransportError, proxy_for
+from sealpod._internal.http_client import HttpClient, TlsError, TransportError, proxy_for
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -144,3 +145,20 @@ def test_a_server_that_is_gone_is_a_transport_error_naming_it(server: ThreadingH
         http.get(url)
     with HttpClient(trust_env=False) as http, pytest.raises(TransportError, match="not an http or https URL"):
         http.get("ftp://example/x")
+
+
+def test_a_verifying_context_is_made_only_for_an_https_connection(server: ThreadingHTTPServer) -> None:
+    # loading a CA bundle is ~15-20 ms of every enclave's start: a client of http URLs must never pay for it
+    made: list[str] = []
+
+    def context() -> ssl.SSLContext:
+        made.append("context")
+        return ssl.create_default_context()
+
+    with HttpClient(verify=context, trust_env=False) as http:
+        assert http.get(_url(server, "/r")).status_code == 200
+        assert made == []
+        # this server speaks no TLS: the handshake fails, after the context was made for it, and says so
+        with pytest.raises(TlsError, match=r"cannot connect to https://127\.0\.0\.1"):
+            http.get(_url(server, "/r").replace("http://", "https://"))
+        assert made == ["context"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import os
 import ssl
+from collections.abc import Callable
 
 
 @functools.cache
@@ -39,9 +40,9 @@ def unverified_context() -> ssl.SSLContext:
     return context
 
 
-def verify_setting(verify: bool, ca_file: str | None, ca_pem: str | None = None) -> bool | ssl.SSLContext:
-    """An HTTP client's ``verify``: False (no verification) or the cached context (``ca_pem`` before
-    ``ca_file``)."""
+def verify_setting(verify: bool, ca_file: str | None, ca_pem: str | None = None) -> bool | Callable[[], ssl.SSLContext]:
+    """An HTTP client's ``verify``: False (no verification) or the function that makes (once) the verifying context
+    (``ca_pem`` before ``ca_file``), called when the client first connects over https."""
     if ca_pem:
-        return pem_context(ca_pem)
-    return client_context(ca_file) if verify else False
+        return functools.partial(pem_context, ca_pem)
+    return functools.partial(client_context, ca_file) if verify else False
