@@ -31,6 +31,7 @@ import traceback
 from typing import NoReturn
 
 from sealpod._internal.tls import client_context
+from sealpod.agent.pull import preload as preload_pull
 from sealpod.boundary.channel import STDIO_FDS, ChannelClosed, ChannelError, receive_message, send_message
 from sealpod.boundary.request import BootRequest
 from sealpod.enclave.boot import boot_reporting, terminate_on_sigterm
@@ -51,10 +52,11 @@ FIRST_USE_MODULES = ("encodings.idna", "encodings.utf_16_be", "cryptography.hazm
 
 def warm_up() -> None:
     """The per-process work a request would otherwise pay for: the measurement, the default TLS context (the CA
-    bundle's parse) and :data:`FIRST_USE_MODULES`. Nothing of a request: no key, no connection, no platform
-    secret."""
+    bundle's parse), what a pull imports on first use and :data:`FIRST_USE_MODULES`. Nothing of a request: no key,
+    no connection, no platform secret."""
     running_identity()
     client_context(None)
+    preload_pull()
     for name in FIRST_USE_MODULES:
         importlib.import_module(name)
 
