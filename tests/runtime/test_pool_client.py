@@ -125,3 +125,27 @@ def test_without_a_pool_the_request_goes_to_a_new_enclave_process(tmp_path: Path
     assert client.returncode == 125, err
     assert "sealpod enclave: error:" in err
     assert _heavy_imports(err) == []
+
+
+def test_a_new_enclave_runs_none_of_the_host_s_python_variables(tmp_path: Path) -> None:
+    # the host chooses the enclave's environment: a PYTHONPATH with a sitecustomize must not put code into it
+    injected = tmp_path / "injected"
+    injected.mkdir()
+    log = tmp_path / "ran-in"
+    (injected / "sitecustomize.py").write_text(
+        f"import sys\nopen({str(log)!r}, 'a').write(repr(sys.orig_argv) + '\\n')\n"
+    )
+    env = {**os.environ, "SEALPOD_STATE_DIR": str(tmp_path), "PYTHONPATH": str(injected)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "sealpod", "run", "reg.example/app:v1", "--kbs", "http://127.0.0.1:9", "--no-pool"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 125, proc.stderr
+    assert "sealpod enclave: error:" in proc.stderr  # the enclave ran, and refused
+    ran_in = log.read_text().splitlines()
+    assert len(ran_in) == 1, ran_in  # the host's own client, not the enclave
+    assert "sealpod.enclave" not in ran_in[0]

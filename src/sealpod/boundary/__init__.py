@@ -11,3 +11,8 @@ must treat everything that crosses it as chosen by the host.
 
 #: The enclave program's module (``python -m sealpod.enclave``).
 ENCLAVE_MODULE = "sealpod.enclave"
+
+#: The interpreter's flags when the host starts the enclave program: isolated (``-I``: no ``PYTHON*`` variable, no
+#: user site, not the working directory on the module path). The host chooses the enclave's environment; it must
+#: not thereby choose code for it (``PYTHONPATH`` with a ``sitecustomize`` would run first in every enclave).
+ENCLAVE_PYTHON_FLAGS = ("-I",)

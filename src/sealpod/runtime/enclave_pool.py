@@ -25,9 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sealpod.boundary import ENCLAVE_MODULE
 from sealpod.boundary.channel import ChannelError, expect_int, receive_message, send_message
 from sealpod.errors import SealpodError
+from sealpod.runtime.launch import enclave_program
 
 RESTART_DELAY = 1.0  # after a pre-launched enclave died before it was ready
 ZYGOTE_START_TIMEOUT = 120.0  # its imports and measurement, on a loaded node
@@ -103,7 +103,7 @@ class EnclavePool:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with child:
             process = subprocess.Popen(
-                [sys.executable, "-m", ENCLAVE_MODULE, "--zygote", str(child.fileno())],
+                enclave_program("--zygote", str(child.fileno())),
                 pass_fds=(child.fileno(),),
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,

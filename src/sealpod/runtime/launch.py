@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
-from sealpod.boundary import ENCLAVE_MODULE
+from sealpod.boundary import ENCLAVE_MODULE, ENCLAVE_PYTHON_FLAGS
 from sealpod.runtime.pool_client import forward_signals, pool_socket, restore_signals, run_in_pool
 
 TYPE_CHECKING = False  # typing's own flag would import typing (~2 ms); mypy honours any flag of this name
@@ -21,7 +21,12 @@ if TYPE_CHECKING:
 
 def enclave_command(request: BootRequest) -> list[str]:
     """The command that starts the enclave (on SGX hardware the same module runs under Gramine)."""
-    return [sys.executable, "-m", ENCLAVE_MODULE, request.to_json()]
+    return enclave_program(request.to_json())
+
+
+def enclave_program(*args: str) -> list[str]:
+    """``python -I -m sealpod.enclave ARGS``: the enclave program, isolated from the host's Python variables."""
+    return [sys.executable, *ENCLAVE_PYTHON_FLAGS, "-m", ENCLAVE_MODULE, *args]
 
 
 def run_enclave(request: BootRequest, on_start: Callable[[int], None] | None = None, *, use_pool: bool = True) -> int:
