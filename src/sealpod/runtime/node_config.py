@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sealpod.errors import SealpodError
+from sealpod.runtime.oci_names import DEFAULT_CONFIG
 
-DEFAULT_PATH = Path("/etc/sealpod/runtime.toml")
+DEFAULT_PATH = Path(DEFAULT_CONFIG)
 _FIELDS = {
     "kbs_url": str,
     "kbs_ca_file": str,

@@ -20,9 +20,9 @@ from sealpod._internal.cgroups import valid_container_path
 from sealpod._internal.jsonio import load_object
 from sealpod.boundary.volumes import RESERVED
 from sealpod.errors import SealpodError
+from sealpod.runtime.oci_names import CONTAINER_TYPE, MAX_CONFIG
 from sealpod.runtime.snapshotter import read_marker
 
-CONTAINER_TYPE = "io.kubernetes.cri.container-type"
 #: Where a pod carries its CoCo init-data (kata's two spellings); containerd passes them on as pod annotations.
 INIT_DATA_ANNOTATIONS = (
     "io.katacontainers.config.runtime.cc_init_data",
@@ -31,7 +31,6 @@ INIT_DATA_ANNOTATIONS = (
 #: The largest init-data passed to an enclave (it travels on the enclave's command line).
 MAX_INIT_DATA = 64 * 1024
 IMAGE_NAME = "io.kubernetes.cri.image-name"
-MAX_CONFIG = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 from _socket import socket
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
@@ -29,78 +28,9 @@ from sealpod.errors import SealpodError
 from sealpod.runtime.launch import enclave_command
 from sealpod.runtime.node_config import NodeConfig
 from sealpod.runtime.oci_bundle import Bundle
+from sealpod.runtime.oci_invocation import ANSWERED, REFUSED, Invocation
 from sealpod.runtime.oci_state import EnclaveContainer
 from sealpod.runtime.pool_client import connect, run_on
-
-DEFAULT_ROOT = Path("/run/sealpod-runtime")
-_GLOBAL_VALUE_FLAGS = {"--root", "--log", "--log-format", "--criu", "--rootless"}
-_VALUE_FLAGS = {
-    "--bundle",
-    "-b",
-    "--pid-file",
-    "--console-socket",
-    "--preserve-fds",
-    "--format",
-    "-f",
-    "--process",
-    "-p",
-    "--resources",
-    "-r",
-    "--cwd",
-    "--env",
-    "-e",
-    "--user",
-    "-u",
-    "--process-label",
-    "--apparmor",
-    "--cap",
-    "-c",
-}
-_REFUSED = {"exec", "update", "pause", "resume", "checkpoint", "restore", "events"}
-
-
-@dataclass
-class Invocation:
-    """A runc command line, split into the global flags, the command, its flags and its arguments."""
-
-    global_flags: dict[str, str] = field(default_factory=dict)
-    command: str = ""
-    flags: dict[str, str] = field(default_factory=dict)
-    args: list[str] = field(default_factory=list)
-
-    @classmethod
-    def parse(cls, argv: list[str]) -> Invocation:
-        """Parse ``argv`` (without the program name) the way runc's CLI reads it."""
-        result = cls()
-        index = 0
-        target = result.global_flags
-        while index < len(argv):
-            item = argv[index]
-            index += 1
-            if item.startswith("-") and item != "-":
-                name, eq, value = item.partition("=")
-                takes_value = name in (_GLOBAL_VALUE_FLAGS if not result.command else _VALUE_FLAGS)
-                if takes_value and not eq:
-                    value = argv[index] if index < len(argv) else ""
-                    index += 1
-                target[name] = value if takes_value or eq else "true"
-            elif not result.command:
-                result.command = item
-                target = result.flags
-            else:
-                result.args.append(item)
-        return result
-
-    @property
-    def root(self) -> Path:
-        """The state root containerd chose (runc's ``--root``)."""
-        return Path(self.global_flags.get("--root") or DEFAULT_ROOT)
-
-    def container_id(self) -> str:
-        """The container id argument."""
-        if not self.args:
-            raise SealpodError(f"{self.command}: a container id is required")
-        return self.args[0]
 
 
 def _log_error(invocation: Invocation, message: str) -> None:
@@ -307,18 +237,18 @@ def dispatch(argv: list[str]) -> None:
     invocation = Invocation.parse(argv)
     config = NodeConfig.load()
     if invocation.command == "create":
-        bundle = Bundle.load(Path(invocation.flags.get("--bundle") or invocation.flags.get("-b") or "."))
+        bundle = Bundle.load(Path(invocation.bundle_name))
         image = bundle.sealpod_image()
         if image is None:
             _exec_runc(config, argv)
         create(invocation, config, bundle, image)
         return
-    if not invocation.args or invocation.command not in {"start", "state", "kill", "delete", "ps", *_REFUSED}:
+    if not invocation.args or invocation.command not in ANSWERED | REFUSED:
         _exec_runc(config, argv)
     record = EnclaveContainer.find(invocation.root, invocation.container_id())
     if record is None:
         _exec_runc(config, argv)
-    if invocation.command in _REFUSED:
+    if invocation.command in REFUSED:
         raise SealpodError(
             f"{invocation.command} is refused for sealpod containers: the host does not reach into an enclave"
         )

@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from sealpod.errors import SealpodError
+from sealpod.runtime.oci_names import RECORD
 
-RECORD = "sealpod.json"
 START_FIFO = "start"
 STARTED = "started"
 

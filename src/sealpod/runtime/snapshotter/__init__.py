@@ -18,6 +18,7 @@ it with :func:`read_marker`. Modules: ``store`` (SQLite metadata), ``overlay`` (
 decision), ``service`` (gRPC), ``server`` (socket and signals).
 """
 
-from sealpod.runtime.snapshotter.marker import MARKER_PATH, ImageMarker, read_marker
+from sealpod.runtime.oci_names import MARKER_PATH
+from sealpod.runtime.snapshotter.marker import ImageMarker, read_marker
 
 __all__ = ["MARKER_PATH", "ImageMarker", "read_marker"]

@@ -14,7 +14,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-MARKER_PATH = ".sealpod/image.json"
+from sealpod.runtime.oci_names import MARKER_PATH
+
 """Where a remote snapshot (and so a container rootfs on it) holds the image's identity."""
 
 PLACEHOLDER_ID = 65534
