@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import shutil
 import time
 from pathlib import Path
 
@@ -146,3 +147,13 @@ def test_detect_prefers_real_sgx_and_needs_permission_for_sim(tmp_path: Path, mo
     (tmp_path / "attestation").mkdir()
     (tmp_path / "attestation" / "quote").write_bytes(b"")
     assert isinstance(detect(dev=tmp_path), GramineAttester)
+
+
+def test_a_damaged_platform_is_refused_naming_its_directory(platform: SimPlatform, tmp_path: Path) -> None:
+    # the enclave's attester copies the platform's certificates into its quotes without parsing them: a file that
+    # is no PEM certificate must still be refused when the platform loads, not copied into evidence
+    copy = tmp_path / "sim-sgx"
+    shutil.copytree(platform.directory, copy)
+    (copy / "pck.pem").write_bytes(b"not a certificate\n")
+    with pytest.raises(AttestationError, match=f"the simulated SGX platform in {copy} is damaged"):
+        SimPlatform.load(copy)

@@ -14,8 +14,6 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-
 from sealpod.attestation.sgx.quote import INTEL_QE_VENDOR_ID, REPORT_SIZE
 from sealpod.attestation.sgx.sim_provision import (
     ATTR_DEBUG,
@@ -94,9 +92,7 @@ class SimPlatform:
                 isv_svn=SIM_QE_SVN,
                 flags=0x15,
             )
-            chain = b"".join(
-                self.files.certs[n].public_bytes(serialization.Encoding.PEM) for n in ("pck", "pck_ca", "root")
-            )
+            chain = b"".join(self.files.cert_pems[n] for n in ("pck", "pck_ca", "root"))
             cert_data = struct.pack("<H", len(auth)) + auth + struct.pack("<HI", 5, len(chain)) + chain
             self._certification = att_key + qe_report + raw_signature(self.files.keys["pck"], qe_report) + cert_data
         return self._certification

@@ -14,20 +14,23 @@ from __future__ import annotations
 
 import datetime
 import fcntl
+import functools
 import hashlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from cryptography.x509.oid import NameOID
 
 from sealpod.config import state_dir
 from sealpod.errors import AttestationError
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 SIM_FMSPC = bytes.fromhex("5EA1D0000000")
 SIM_PCEID = bytes.fromhex("0000")
@@ -92,6 +95,9 @@ def sgx_extension(ppid: bytes, tcb: tuple[int, ...], pcesvn: int, fmspc: bytes, 
 
 
 def _name(cn: str) -> x509.Name:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
     return x509.Name(
         [
             x509.NameAttribute(NameOID.COMMON_NAME, cn),
@@ -107,19 +113,29 @@ def raw_signature(key: ec.EllipticCurvePrivateKey, data: bytes) -> bytes:
 
 @dataclass
 class PlatformFiles:
-    """What the platform's directory holds."""
+    """What the platform's directory holds (its certificates as their PEM files: the enclave's attester only copies
+    them into its quotes, and parsing them would import cryptography's x509, ~9 ms of a fresh enclave's start)."""
 
     directory: Path
     keys: dict[str, ec.EllipticCurvePrivateKey]
-    certs: dict[str, x509.Certificate]
+    cert_pems: dict[str, bytes]
     platform_secret: bytes
     ppid: bytes
     tcb_status: str = "UpToDate"
+
+    @functools.cached_property
+    def certs(self) -> dict[str, x509.Certificate]:
+        """The certificates, parsed (the simulated PCS's and the verifier's side)."""
+        from cryptography import x509
+
+        return {name: x509.load_pem_x509_certificate(pem) for name, pem in self.cert_pems.items()}
 
 
 def provision(directory: Path) -> None:
     """Make the platform's key hierarchy in ``directory`` (which must be new): what Intel and the platform's
     manufacturing would, as files."""
+    from cryptography import x509  # here: an enclave reads a platform, only provisioning makes certificates
+
     now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1)
     later = now + datetime.timedelta(days=3650)
     keys = {name: ec.generate_private_key(ec.SECP256R1()) for name in KEYS}
@@ -183,15 +199,15 @@ def read_platform(directory: Path) -> PlatformFiles:
             key = serialization.load_pem_private_key((directory / f"{name}.key").read_bytes(), None)
             assert isinstance(key, ec.EllipticCurvePrivateKey)
             keys[name] = key
-        certs = {
-            name: x509.load_pem_x509_certificate((directory / f"{name}.pem").read_bytes())
-            for name in ("root", "pck_ca", "pck", "tcb_signing")
-        }
+        names = ("root", "pck_ca", "pck", "tcb_signing")
+        cert_pems = {name: (directory / f"{name}.pem").read_bytes() for name in names}
+        if not all(pem.startswith(b"-----BEGIN CERTIFICATE-----") for pem in cert_pems.values()):
+            raise ValueError("a certificate file is not a PEM certificate")
         meta = json.loads((directory / "platform.json").read_text())
         return PlatformFiles(
             directory,
             keys,
-            certs,
+            cert_pems,
             (directory / "platform-secret").read_bytes(),
             bytes.fromhex(meta["ppid"]),
             meta.get("tcb_status", "UpToDate"),
