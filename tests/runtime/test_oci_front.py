@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sealpod.runtime.oci_front import configured_runc, is_runc_s
+from sealpod.runtime.oci_front import belongs_to_runc, configured_runc
 from sealpod.runtime.oci_invocation import Invocation
 from sealpod.runtime.oci_names import MARKER_PATH, RECORD
 
@@ -42,34 +42,34 @@ def _create(bundle: Path) -> Invocation:
     return Invocation.parse(["--root", "/run/x", "create", "--bundle", str(bundle), "--pid-file", "p", "c1"])
 
 
-def test_a_create_is_runc_s_for_a_sandbox_or_a_rootfs_without_the_marker(tmp_path: Path) -> None:
-    assert is_runc_s(_create(_bundle(tmp_path / "plain")))
-    assert is_runc_s(_create(_bundle(tmp_path / "pause", {"io.kubernetes.cri.container-type": "sandbox"}, True)))
-    assert not is_runc_s(
+def test_a_create_belongs_to_runc_for_a_sandbox_or_a_rootfs_without_the_marker(tmp_path: Path) -> None:
+    assert belongs_to_runc(_create(_bundle(tmp_path / "plain")))
+    assert belongs_to_runc(_create(_bundle(tmp_path / "pause", {"io.kubernetes.cri.container-type": "sandbox"}, True)))
+    assert not belongs_to_runc(
         _create(_bundle(tmp_path / "sealpod", {"io.kubernetes.cri.container-type": "container"}, True))
     )
 
 
 def test_an_unreadable_bundle_goes_to_the_full_runtime(tmp_path: Path) -> None:
-    assert not is_runc_s(_create(tmp_path / "missing"))
+    assert not belongs_to_runc(_create(tmp_path / "missing"))
     broken = _bundle(tmp_path / "broken")
     (broken / "config.json").write_text("{not json")
-    assert not is_runc_s(_create(broken))
+    assert not belongs_to_runc(_create(broken))
     (broken / "config.json").write_text('["not", "an", "object"]')
-    assert not is_runc_s(_create(broken))
+    assert not belongs_to_runc(_create(broken))
 
 
-def test_a_container_s_call_is_runc_s_unless_it_has_a_sealpod_record(tmp_path: Path) -> None:
+def test_a_container_s_call_belongs_to_runc_unless_it_has_a_sealpod_record(tmp_path: Path) -> None:
     root = tmp_path / "root"
     (root / "enclave").mkdir(parents=True)
     (root / "enclave" / RECORD).write_text("{}")
     for command in ("start", "state", "kill", "delete", "ps", "exec", "pause"):
-        assert not is_runc_s(Invocation.parse(["--root", str(root), command, "enclave"])), command
-        assert is_runc_s(Invocation.parse(["--root", str(root), command, "ordinary"])), command
+        assert not belongs_to_runc(Invocation.parse(["--root", str(root), command, "enclave"])), command
+        assert belongs_to_runc(Invocation.parse(["--root", str(root), command, "ordinary"])), command
     for odd in ("..", "a/b"):
-        assert not is_runc_s(Invocation.parse(["--root", str(root), "state", odd]))  # the full runtime refuses it
-    assert is_runc_s(Invocation.parse(["--root", str(root), "list"]))
-    assert is_runc_s(Invocation.parse(["--version"]))
+        assert not belongs_to_runc(Invocation.parse(["--root", str(root), "state", odd]))  # the full runtime refuses it
+    assert belongs_to_runc(Invocation.parse(["--root", str(root), "list"]))
+    assert belongs_to_runc(Invocation.parse(["--version"]))
 
 
 def test_the_node_config_s_runc_is_used_and_an_unreadable_config_is_left_to_the_full_runtime(

@@ -118,7 +118,7 @@ class BootRequest:
             return NotImplemented
         return self.to_values() == other.to_values()
 
-    __hash__ = None  # type: ignore[assignment]  # its lists are mutable, as a frozen dataclass's would be
+    __hash__ = None  # type: ignore[assignment]  # unhashable: its lists are mutable (a frozen dataclass fails on them too)
 
     def __repr__(self) -> str:
         return "BootRequest(" + ", ".join(f"{key}={value!r}" for key, value in self.to_values().items()) + ")"

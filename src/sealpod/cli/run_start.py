@@ -2,12 +2,14 @@
 (:mod:`sealpod.cli.run`) and the fast path (:mod:`sealpod.cli.fast`) both call :func:`start`.
 
 A start handed to a pre-launched enclave imports only this module, the boot request, the launcher and the pool's
-client, which import only the interpreter's built-in modules: what is needed only for some options (sizes, the
-container records of a detached run) is imported where it is used."""
+client, which import only the interpreter's built-in modules: what is needed only for some options (the
+container records of a detached run, pathlib) is imported where it is used."""
 
 from __future__ import annotations
 
 import os
+
+from sealpod.cli.values import parse_size
 
 TYPE_CHECKING = False  # typing's own flag would import typing (~2 ms); mypy honours any flag of this name
 if TYPE_CHECKING:
@@ -57,7 +59,7 @@ def start(
         registry_tls_verify=tls_verify,
         kbs_ca_file=kbs_ca,
         policy_uri=policy_uri,
-        memory=_size(memory) if memory else None,
+        memory=parse_size(memory) if memory else None,
         pids=pids,
         rootfs=rootfs,
         init_data=_read_init_data(init_data) if init_data else None,
@@ -72,12 +74,6 @@ def start(
         print(container.id, flush=True)
         return 0
     return run_enclave(request, use_pool=not no_pool)
-
-
-def _size(text: str) -> int:
-    from sealpod.cli.values import parse_size
-
-    return parse_size(text)
 
 
 def _read_init_data(path: Path) -> str:

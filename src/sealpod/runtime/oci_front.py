@@ -22,7 +22,7 @@ def main() -> None:
     """The ``sealpod-runtime`` command."""
     argv = sys.argv[1:]
     invocation = Invocation.parse(argv)
-    if is_runc_s(invocation):
+    if belongs_to_runc(invocation):
         runc = configured_runc()
         if runc is not None:
             os.execv(runc, [runc, *argv])  # noqa: S606 - runc, with the arguments containerd gave
@@ -31,7 +31,7 @@ def main() -> None:
     full_main()
 
 
-def is_runc_s(invocation: Invocation) -> bool:
+def belongs_to_runc(invocation: Invocation) -> bool:
     """Whether the call is certainly runc's (the full runtime would exec runc for it too); False when in doubt."""
     if invocation.command == "create":
         return _is_ordinary_bundle(invocation.bundle_name)
