@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 from pathlib import Path
 
 import pytest
@@ -186,6 +187,8 @@ def test_platform_selection_lists_what_is_offered() -> None:
 def test_platform_parsing() -> None:
     assert str(parse_platform("linux/arm")) == "linux/arm/v7"
     assert host_platform().os == "linux"
+    # the host's platform is what the platform module says of this machine, normalised as an OCI platform
+    assert host_platform() == parse_platform(f"{platform.system()}/{platform.machine()}")
     for bad in ("linux", "linux/", "a/b/c/d"):
         with pytest.raises(UsageError, match="invalid platform"):
             parse_platform(bad)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import platform as _platform
+import os
 
 from sealpod.errors import ManifestError, UsageError
 from sealpod.oci.models import Descriptor, Index, Platform
@@ -39,8 +39,10 @@ def parse_platform(text: str) -> Platform:
 
 
 def host_platform() -> Platform:
-    """The platform of this machine."""
-    os_name, arch, variant = _normalise(_platform.system(), _platform.machine(), None)
+    """The platform of this machine (what ``platform.system()`` and ``platform.machine()`` say, from the kernel,
+    without importing the platform module: ~1 ms of every pull and enclave start)."""
+    uname = os.uname()
+    os_name, arch, variant = _normalise(uname.sysname, uname.machine, None)
     return Platform(os=os_name, architecture=arch, variant=variant)
 
 
