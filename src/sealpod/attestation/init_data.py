@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import tomllib
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +63,8 @@ class InitData:
                 raise InitDataError(f"{where} is not UTF-8 text: {err}") from None
         if len(text.encode("utf-8", "surrogatepass")) > MAX_INIT_DATA_BYTES:
             raise InitDataError(f"{where} is over {MAX_INIT_DATA_BYTES} bytes")
+        import tomllib  # here: ~3 ms of imports (with its regular expressions) that a run without init-data skips
+
         try:
             document = tomllib.loads(text)
         except (tomllib.TOMLDecodeError, RecursionError) as err:
@@ -100,6 +101,8 @@ class InitData:
         raw = self.data.get(name)
         if raw is None:
             return {}
+        import tomllib
+
         try:
             return tomllib.loads(raw)
         except (tomllib.TOMLDecodeError, RecursionError) as err:
@@ -108,6 +111,8 @@ class InitData:
     def claims(self) -> dict[str, Any]:
         """What the token carries, as trustee makes it: ``data`` with ``aa.toml`` and ``cdh.toml`` as tables and a
         ``policy.rego``'s ``policy_data`` (when it has one) as ``agent_policy_claims``."""
+        import tomllib
+
         claims: dict[str, Any] = dict(self.data)
         for name in ("aa.toml", "cdh.toml"):
             if name in claims:

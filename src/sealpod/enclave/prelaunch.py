@@ -45,9 +45,10 @@ HOST_GONE_GRACE = 10.0
 RUNTIME_HOST_GONE_GRACE = 1.0
 
 
-#: Modules a request's first call would import: the codecs of name resolution and of JCS's key order, and what
-#: cryptography's ECDSA loads on first use (~4 ms of a pre-launched enclave's first attestation).
-FIRST_USE_MODULES = ("encodings.idna", "encodings.utf_16_be", "cryptography.hazmat.backends.openssl")
+#: Modules a request's first call would import: the codecs of name resolution and of JCS's key order, what
+#: cryptography's ECDSA loads on first use (~4 ms of a pre-launched enclave's first attestation), and the TOML
+#: parser of a pod's init-data.
+FIRST_USE_MODULES = ("encodings.idna", "encodings.utf_16_be", "cryptography.hazmat.backends.openssl", "tomllib")
 
 
 def warm_up() -> None:
