@@ -28,6 +28,11 @@ def state_dir_name() -> str:
     return os.path.join(base, "sealpod")
 
 
+def containers_dir_name() -> str:
+    """Where the records of the containers the host started live (``<state dir>/containers``)."""
+    return os.path.join(state_dir_name(), "containers")
+
+
 def kek_store_path() -> Path:
     """The tenant's local store of image KEKs (``offline_fs_kbc`` JSON format), ``$SEALPOD_KEK_STORE`` first."""
     from pathlib import Path

@@ -149,3 +149,12 @@ def test_a_new_enclave_runs_none_of_the_host_s_python_variables(tmp_path: Path) 
     ran_in = log.read_text().splitlines()
     assert len(ran_in) == 1, ran_in  # the host's own client, not the enclave
     assert "sealpod.enclave" not in ran_in[0]
+
+
+def test_a_detached_container_s_supervisor_loads_only_built_in_modules() -> None:
+    # one supervisor stays per detached container: what it imports is memory every container pays for
+    program = (
+        f"import sys\nimport sealpod.runtime.supervise\nprint(*sorted(m for m in sys.modules if m in {set(HEAVY)!r}))"
+    )
+    proc = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
+    assert proc.stdout.split() == []

@@ -1,6 +1,7 @@
 """Containers the host has started: a directory per container under ``<state>/containers/<id>`` holding its record
-(``state.json``), its combined output (``log``) and, once it ended, its exit status (``exit-code``). Nothing in it is
-secret: the record is what the host passed the enclave."""
+(``state.json``), its combined output (``log``), and what its supervisor (:mod:`sealpod.runtime.supervise`) writes:
+the enclave's pid (``enclave-pid``) and, once it ended, its exit status (``exit-code``). Nothing in it is secret:
+the record is what the host passed the enclave."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sealpod.boundary.request import BootRequest
-from sealpod.config import state_dir
+from sealpod.config import containers_dir_name
 from sealpod.errors import SealpodError, UsageError
+from sealpod.runtime.supervise import ENCLAVE_PID, EXIT_CODE
 
 SUPERVISOR_MODULE = "sealpod.runtime.supervise"
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
@@ -25,7 +27,7 @@ _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
 
 def containers_dir() -> Path:
     """Where the container records live."""
-    return state_dir() / "containers"
+    return Path(containers_dir_name())
 
 
 @dataclass
@@ -38,7 +40,6 @@ class Container:
     created: str
     request: dict[str, object]
     supervisor_pid: int = 0
-    enclave_pid: int = 0
     auto_remove: bool = False
 
     @property
@@ -59,8 +60,16 @@ class Container:
 
     def exit_code(self) -> int | None:
         """Its exit status once it ended."""
+        return self._number(EXIT_CODE)
+
+    @property
+    def enclave_pid(self) -> int:
+        """The pid of its enclave, once its supervisor started it (0 before)."""
+        return self._number(ENCLAVE_PID) or 0
+
+    def _number(self, name: str) -> int | None:
         try:
-            return int((self.directory / "exit-code").read_text())
+            return int((self.directory / name).read_text())
         except (FileNotFoundError, ValueError):
             return None
 
@@ -85,7 +94,10 @@ class Container:
 def load(directory: Path) -> Container:
     """Read a record."""
     try:
-        return Container(**json.loads((directory / "state.json").read_text()))
+        values = json.loads((directory / "state.json").read_text())
+        if isinstance(values, dict):
+            values.pop("enclave_pid", None)  # a record of an older sealpod: its supervisor writes enclave-pid now
+        return Container(**values)
     except (OSError, ValueError, TypeError) as err:
         raise SealpodError(f"container record {directory} is unreadable: {err}") from None
 
@@ -165,7 +177,7 @@ def stop(container: Container, timeout: float = 10.0) -> int | None:
     ):
         if not container.running():
             break
-        pid = container.supervisor_pid if target == "supervisor" else load(container.directory).enclave_pid
+        pid = container.supervisor_pid if target == "supervisor" else container.enclave_pid
         if pid:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal_to)
