@@ -93,7 +93,8 @@ def sealpod_pids(state: Path, pool: int | None) -> dict[str, set[int]]:
     roles: dict[str, set[int]] = {"supervisor": set(), "enclave": set(), "workload": set()}
     for record in (state / "containers").glob("*/state.json"):
         data = json.loads(record.read_text())
-        enclave = int(data.get("enclave_pid") or 0)
+        pid_file = record.with_name("enclave-pid")  # the supervisor writes it once the enclave runs
+        enclave = int(pid_file.read_text()) if pid_file.exists() else 0
         below = descendants(enclave) - {enclave} if enclave else set()
         if enclave:
             roles["enclave"].add(enclave)
@@ -123,7 +124,7 @@ def stop_all(state: Path, env: dict[str, str]) -> None:
 
     def stop(name: str) -> None:
         subprocess.run([SEALPOD, "stop", "-t", "1", name], capture_output=True, env=env, timeout=60)
-        subprocess.run([SEALPOD, "rm", name], capture_output=True, env=env, timeout=60)
+        subprocess.run([SEALPOD, "rm", "-f", name], capture_output=True, env=env, timeout=60)  # even if stop was slow
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(stop, [record.parent.name for record in (state / "containers").glob("*/state.json")]))
@@ -176,7 +177,10 @@ def main() -> None:
             image = f"{registry.host}/bench/density:v1"
 
             def sealpod(*cli: str) -> subprocess.CompletedProcess[bytes]:
-                return subprocess.run([SEALPOD, *cli], check=True, capture_output=True, env=env)
+                proc = subprocess.run([SEALPOD, *cli], check=False, capture_output=True, env=env)
+                if proc.returncode != 0:
+                    raise SystemExit(f"sealpod {' '.join(cli[:4])} failed ({proc.returncode}): {proc.stderr!r:.2000}")
+                return proc
 
             publish_tenant_image(work, image, public, env)
             kbs = EmbeddedKbs(work / "kbs", state / "sim-sgx").start()
