@@ -109,3 +109,20 @@ def test_runc_gets_containerd_s_arguments_and_nothing_of_the_enclave_side_was_lo
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "argv").read_text().split() == argv
     assert proc.stderr.split() == []
+
+
+def test_a_runc_that_cannot_be_run_is_reported_where_containerd_looks(tmp_path: Path) -> None:
+    config = tmp_path / "runtime.toml"
+    config.write_text(f'runc = "{tmp_path / "no-such-runc"}"\n')
+    log = tmp_path / "runtime.log"
+    argv = ["--root", str(tmp_path / "root"), "--log", str(log), "--log-format", "json", "state", "ordinary"]
+    env = {**os.environ, "SEALPOD_RUNTIME_CONFIG": str(config)}
+    program = (
+        "import sys\nsys.argv = ['sealpod-runtime', *sys.argv[1:]]\nfrom sealpod.runtime.oci_front import main\nmain()"
+    )
+    proc = subprocess.run([sys.executable, "-c", program, *argv], env=env, capture_output=True, text=True, check=False)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    entry = json.loads(log.read_text().splitlines()[-1])
+    assert entry["level"] == "error"
+    assert "no-such-runc" in entry["msg"]

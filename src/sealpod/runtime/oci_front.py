@@ -25,7 +25,10 @@ def main() -> None:
     if belongs_to_runc(invocation):
         runc = configured_runc()
         if runc is not None:
-            os.execv(runc, [runc, *argv])  # noqa: S606 - runc, with the arguments containerd gave
+            try:  # noqa: SIM105 - contextlib is ~2 ms of imports here
+                os.execv(runc, [runc, *argv])  # noqa: S606 - runc, with the arguments containerd gave
+            except OSError:
+                pass  # the full runtime tries again and reports it where containerd looks (--log)
     from sealpod.runtime.oci_runtime import main as full_main
 
     full_main()

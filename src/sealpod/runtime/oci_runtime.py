@@ -48,7 +48,13 @@ def _log_error(invocation: Invocation, message: str) -> None:
 
 
 def _exec_runc(config: NodeConfig, argv: list[str]) -> NoReturn:
-    os.execv(config.runc, [config.runc, *argv])  # noqa: S606 - runc, with the arguments containerd gave
+    try:
+        os.execv(config.runc, [config.runc, *argv])  # noqa: S606 - runc, with the arguments containerd gave
+    except OSError as err:
+        raise SealpodError(
+            f"cannot run runc {config.runc} for a container that is not an enclave's: {err.strerror}",
+            hint="install runc, or set runc = PATH in the sealpod runtime config",
+        ) from None
 
 
 def _write_pid_file(path: str, pid: int) -> None:
