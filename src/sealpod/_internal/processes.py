@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import os
 import signal
 import subprocess
@@ -29,7 +28,7 @@ def stop_process(process: subprocess.Popen[bytes] | None, timeout: float = 10.0)
 def die_with_parent(parent: int, signum: int = signal.SIGKILL) -> None:
     """Have the kernel send ``signum`` to this process when its parent thread exits (``PR_SET_PDEATHSIG``), and
     exit at once if the parent, ``parent``, is already gone (it died between the fork and this call)."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc = ctypes.CDLL(None, use_errno=True)  # libc through the interpreter's symbols: no ldconfig in a fork
     if libc.prctl(_PR_SET_PDEATHSIG, ctypes.c_ulong(signum), 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
     if os.getppid() != parent:

@@ -1,12 +1,16 @@
 """The workload's seccomp filter: the system calls the OCI/moby default profile denies an unprivileged container
 (kernel modules, mounts, namespaces, ptrace, keyrings, clocks, reboot, bpf, ...) fail with EPERM; a system call of
-another architecture (32-bit x86 on x86_64) kills the process."""
+another architecture (32-bit x86 on x86_64) kills the process.
+
+The filter is libseccomp's (its rules compiled to BPF by libseccomp itself), called through ctypes: the pyseccomp
+binding looked libseccomp and libc up with ``ctypes.util.find_library``, two ``ldconfig`` runs (~3 ms) in every
+enclave's start."""
 
 from __future__ import annotations
 
+import ctypes
 import errno
-
-import pyseccomp
+import os
 
 DENIED = [
     "acct",
@@ -68,18 +72,104 @@ DENIED = [
 NAMESPACE_FLAGS = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000)
 
 
-def build() -> pyseccomp.SyscallFilter:
+#: libseccomp's ABI (seccomp.h): actions, the masked-equality comparison, and its "no such system call" number.
+ACT_ALLOW = 0x7FFF0000
+_ACT_ERRNO = 0x00050000
+_CMP_MASKED_EQ = 7
+_NR_SCMP_ERROR = -1
+
+
+def act_errno(code: int) -> int:
+    """The action that fails a system call with ``code`` (``SCMP_ACT_ERRNO``)."""
+    return _ACT_ERRNO | (code & 0xFFFF)
+
+
+class _ArgCmp(ctypes.Structure):
+    """``struct scmp_arg_cmp``."""
+
+    _fields_ = (
+        ("arg", ctypes.c_uint),
+        ("op", ctypes.c_int),
+        ("datum_a", ctypes.c_uint64),
+        ("datum_b", ctypes.c_uint64),
+    )
+
+
+def _libseccomp() -> ctypes.CDLL:
+    lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
+    lib.seccomp_init.argtypes = (ctypes.c_uint32,)
+    lib.seccomp_init.restype = ctypes.c_void_p
+    lib.seccomp_release.argtypes = (ctypes.c_void_p,)
+    lib.seccomp_release.restype = None
+    lib.seccomp_load.argtypes = (ctypes.c_void_p,)
+    lib.seccomp_load.restype = ctypes.c_int
+    lib.seccomp_syscall_resolve_name.argtypes = (ctypes.c_char_p,)
+    lib.seccomp_syscall_resolve_name.restype = ctypes.c_int
+    lib.seccomp_rule_add_array.argtypes = (
+        ctypes.c_void_p,
+        ctypes.c_uint32,
+        ctypes.c_int,
+        ctypes.c_uint,
+        ctypes.POINTER(_ArgCmp),
+    )
+    lib.seccomp_rule_add_array.restype = ctypes.c_int
+    return lib
+
+
+class SyscallFilter:
+    """A libseccomp filter context: rules added, then loaded into this thread (released when collected)."""
+
+    def __init__(self, default_action: int) -> None:
+        self._lib = _libseccomp()
+        self._ctx = self._lib.seccomp_init(default_action)
+        if not self._ctx:
+            raise OSError(errno.ENOMEM, "seccomp_init failed")
+
+    def __del__(self) -> None:
+        if getattr(self, "_ctx", None):
+            self._lib.seccomp_release(self._ctx)
+
+    def add_rule(self, action: int, name: str, masked_arg0: tuple[int, int] | None = None) -> bool:
+        """Add ``action`` for the system call ``name`` (only when ``arg0 & mask == value``, for ``masked_arg0``
+        ``(mask, value)``); False when this architecture has no such call."""
+        number = self._lib.seccomp_syscall_resolve_name(name.encode())
+        if number == _NR_SCMP_ERROR:
+            return False
+        if masked_arg0 is None:
+            result = self._lib.seccomp_rule_add_array(self._ctx, action, number, 0, None)
+        else:
+            compare = _ArgCmp(0, _CMP_MASKED_EQ, masked_arg0[0], masked_arg0[1])
+            result = self._lib.seccomp_rule_add_array(self._ctx, action, number, 1, ctypes.byref(compare))
+        if result != 0:
+            raise OSError(-result, f"seccomp_rule_add({name}): {os.strerror(-result)}")
+        return True
+
+    def export_bpf(self, fd: int) -> None:
+        """Write the filter's BPF program to ``fd`` (what :meth:`load` gives the kernel)."""
+        self._lib.seccomp_export_bpf.argtypes = (ctypes.c_void_p, ctypes.c_int)
+        result = self._lib.seccomp_export_bpf(self._ctx, fd)
+        if result != 0:
+            raise OSError(-result, f"seccomp_export_bpf: {os.strerror(-result)}")
+
+    def load(self) -> None:
+        """Load the filter into this thread (needs no_new_privs first)."""
+        result = self._lib.seccomp_load(self._ctx)
+        if result != 0:
+            raise OSError(-result, f"seccomp_load: {os.strerror(-result)}")
+
+
+def build() -> SyscallFilter:
     """The filter (not yet loaded)."""
-    flt = pyseccomp.SyscallFilter(defaction=pyseccomp.ALLOW)
-    deny = pyseccomp.ERRNO(errno.EPERM)
+    flt = SyscallFilter(ACT_ALLOW)
+    deny = act_errno(errno.EPERM)
     for name in DENIED:
         try:
             flt.add_rule(deny, name)
-        except (ValueError, RuntimeError, OSError):
-            continue  # a system call this architecture does not have
+        except OSError:
+            continue  # a system call this architecture does not have (libseccomp refuses its pseudo-number)
     for flag in NAMESPACE_FLAGS:
-        flt.add_rule(deny, "clone", pyseccomp.Arg(0, pyseccomp.MASKED_EQ, flag, flag))
-    flt.add_rule(pyseccomp.ERRNO(errno.ENOSYS), "clone3")
+        flt.add_rule(deny, "clone", (flag, flag))
+    flt.add_rule(act_errno(errno.ENOSYS), "clone3")
     return flt
 
 
