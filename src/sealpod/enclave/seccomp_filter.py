@@ -116,11 +116,16 @@ def _libseccomp() -> ctypes.CDLL:
     return lib
 
 
+#: Loaded when the enclave imports this module: the filter is built in the workload's process after its pivot_root,
+#: where the host's libseccomp is no longer on any path.
+_LIB = _libseccomp()
+
+
 class SyscallFilter:
     """A libseccomp filter context: rules added, then loaded into this thread (released when collected)."""
 
     def __init__(self, default_action: int) -> None:
-        self._lib = _libseccomp()
+        self._lib = _LIB
         self._ctx = self._lib.seccomp_init(default_action)
         if not self._ctx:
             raise OSError(errno.ENOMEM, "seccomp_init failed")
