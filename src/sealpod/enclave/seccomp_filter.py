@@ -134,12 +134,12 @@ class SyscallFilter:
         if getattr(self, "_ctx", None):
             self._lib.seccomp_release(self._ctx)
 
-    def add_rule(self, action: int, name: str, masked_arg0: tuple[int, int] | None = None) -> bool:
+    def add_rule(self, action: int, name: str, masked_arg0: tuple[int, int] | None = None) -> None:
         """Add ``action`` for the system call ``name`` (only when ``arg0 & mask == value``, for ``masked_arg0``
-        ``(mask, value)``); False when this architecture has no such call."""
+        ``(mask, value)``); an OSError when libseccomp does not know the call or refuses the rule."""
         number = self._lib.seccomp_syscall_resolve_name(name.encode())
         if number == _NR_SCMP_ERROR:
-            return False
+            raise OSError(errno.EINVAL, f"libseccomp knows no system call {name!r}")
         if masked_arg0 is None:
             result = self._lib.seccomp_rule_add_array(self._ctx, action, number, 0, None)
         else:
@@ -147,7 +147,6 @@ class SyscallFilter:
             result = self._lib.seccomp_rule_add_array(self._ctx, action, number, 1, ctypes.byref(compare))
         if result != 0:
             raise OSError(-result, f"seccomp_rule_add({name}): {os.strerror(-result)}")
-        return True
 
     def export_bpf(self, fd: int) -> None:
         """Write the filter's BPF program to ``fd`` (what :meth:`load` gives the kernel)."""
@@ -171,7 +170,7 @@ def build() -> SyscallFilter:
         try:
             flt.add_rule(deny, name)
         except OSError:
-            continue  # a system call this architecture does not have (libseccomp refuses its pseudo-number)
+            continue  # a system call this architecture does not have (the namespace rules below must not fail)
     for flag in NAMESPACE_FLAGS:
         flt.add_rule(deny, "clone", (flag, flag))
     flt.add_rule(act_errno(errno.ENOSYS), "clone3")
