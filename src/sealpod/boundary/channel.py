@@ -65,8 +65,10 @@ def receive_message(sock: socket, max_fds: int = 0) -> tuple[dict[str, Any], lis
     try:
         if not data:
             raise ChannelClosed("the other end closed the channel")
-        if flags & (MSG_TRUNC | MSG_CTRUNC):
-            raise ChannelError("channel message truncated (too long, or too many file descriptors)")
+        if flags & (MSG_TRUNC | MSG_CTRUNC) or len(data) > MAX_MESSAGE:
+            raise ChannelError(
+                f"channel message truncated (over the {MAX_MESSAGE}-byte limit, or too many file descriptors)"
+            )
         try:
             message = jsontext.loads(data)
         except ValueError as err:
