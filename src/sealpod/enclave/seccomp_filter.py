@@ -113,6 +113,8 @@ def _libseccomp() -> ctypes.CDLL:
         ctypes.POINTER(_ArgCmp),
     )
     lib.seccomp_rule_add_array.restype = ctypes.c_int
+    lib.seccomp_export_bpf.argtypes = (ctypes.c_void_p, ctypes.c_int)
+    lib.seccomp_export_bpf.restype = ctypes.c_int
     return lib
 
 
@@ -150,7 +152,6 @@ class SyscallFilter:
 
     def export_bpf(self, fd: int) -> None:
         """Write the filter's BPF program to ``fd`` (what :meth:`load` gives the kernel)."""
-        self._lib.seccomp_export_bpf.argtypes = (ctypes.c_void_p, ctypes.c_int)
         result = self._lib.seccomp_export_bpf(self._ctx, fd)
         if result != 0:
             raise OSError(-result, f"seccomp_export_bpf: {os.strerror(-result)}")

@@ -17,13 +17,12 @@ the KBS after attestation. Example::
 from __future__ import annotations
 
 import os
-import shutil
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from sealpod.errors import SealpodError
-from sealpod.runtime.oci_names import DEFAULT_CONFIG
+from sealpod.runtime.oci_names import DEFAULT_CONFIG, default_runc
 
 DEFAULT_PATH = Path(DEFAULT_CONFIG)
 _FIELDS = {
@@ -71,7 +70,7 @@ class NodeConfig:
                 raise SealpodError(f"the sealpod runtime config {path}: {key} must be a {kind.__name__}")
         config = cls(**values)
         if not config.runc:
-            config = cls(**{**values, "runc": shutil.which("runc") or "/usr/sbin/runc"})
+            config = cls(**{**values, "runc": default_runc()})
         return config
 
     def require_kbs(self) -> str:
