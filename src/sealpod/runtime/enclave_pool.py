@@ -1,4 +1,5 @@
-"""Pre-launched enclaves: a node daemon that keeps generic enclaves started and waiting, and the client side of it.
+"""Pre-launched enclaves: a node daemon that keeps generic enclaves started and waiting (its client, what
+``sealpod run`` and ``sealpod-runtime`` use, is :mod:`sealpod.runtime.pool_client`).
 
 Starting the enclave program costs its interpreter start, imports and measurement (~0.25 s here), every time: on SGX
 hardware, loading and measuring an enclave costs far more. The pool (``sealpod node enclave-pool``) keeps ``size``
